@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Runs Flotilla's whole test suite: formatting, lints, unit and property tests, golden vectors,
+# end-to-end tests against the real binaries, and a bounded fuzzing run of every fuzz target.
+# Installs what it needs (Debian packages, cargo-fuzz) by itself. Run as root on Debian 12.
+#
+#   bash scripts/test.sh            # everything
+#   FUZZ_SECONDS=0 bash scripts/test.sh   # skip fuzzing (quick local runs)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+FUZZ_SECONDS=${FUZZ_SECONDS:-30}
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# Debian packages the build and tests need.
+need_pkgs=()
+for p in build-essential pkg-config; do
+  dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
+done
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  step "installing ${need_pkgs[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need_pkgs[@]}"
+fi
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "building binaries"
+cargo build --workspace --bins --locked
+
+if [ "$FUZZ_SECONDS" != 0 ]; then
+  if ! cargo fuzz --version >/dev/null 2>&1; then
+    step "installing cargo-fuzz"
+    cargo install cargo-fuzz --locked --quiet
+  fi
+  # cargo-fuzz wants nightly for sanitizers; without one, stable with RUSTC_BOOTSTRAP and no
+  # sanitizer still gives coverage-guided fuzzing (panics and hangs are what we look for).
+  # Seeds: the golden CBOR vectors and the manifest corpora.
+  declare -A seeds=([envelope]="shared/tests/golden" [manifest]="tests/corpus/valid tests/corpus/invalid")
+  for target in envelope manifest; do
+    step "fuzzing $target for ${FUZZ_SECONDS}s"
+    corpus="fuzz/corpus/$target"
+    mkdir -p "$corpus"
+    # shellcheck disable=SC2086
+    RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none "$target" "$corpus" ${seeds[$target]} -- \
+      -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 2>&1 | tail -n 12
+  done
+fi
+
+step "cargo test"
+cargo test --workspace --locked

@@ -1,0 +1,565 @@
+//! Validation of pod specs: containers, ports, resources, mounts, volumes, probes, security
+//! contexts, tolerations and affinity.
+
+#[allow(clippy::wildcard_imports)]
+use super::*;
+
+/// Capabilities the kernel knows, without the `CAP_` prefix.
+pub(super) const CAPABILITIES: &[&str] = &[
+    "ALL",
+    "AUDIT_CONTROL",
+    "AUDIT_READ",
+    "AUDIT_WRITE",
+    "BLOCK_SUSPEND",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "KILL",
+    "LEASE",
+    "LINUX_IMMUTABLE",
+    "MAC_ADMIN",
+    "MAC_OVERRIDE",
+    "MKNOD",
+    "NET_ADMIN",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_RAW",
+    "PERFMON",
+    "SETFCAP",
+    "SETGID",
+    "SETPCAP",
+    "SETUID",
+    "SYSLOG",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_CHROOT",
+    "SYS_MODULE",
+    "SYS_NICE",
+    "SYS_PACCT",
+    "SYS_PTRACE",
+    "SYS_RAWIO",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "WAKE_ALARM",
+];
+
+/// Field paths that `fieldRef` may name.
+pub(super) const FIELD_REFS: &[&str] = &[
+    "metadata.name",
+    "metadata.namespace",
+    "metadata.uid",
+    "spec.nodeName",
+    "spec.serviceAccountName",
+    "status.podIP",
+    "status.hostIP",
+];
+
+pub(super) fn pod_spec(
+    e: &mut Errs,
+    s: &PodSpec,
+    path: &str,
+    allowed_restart: Option<&[RestartPolicy]>,
+    claims: &BTreeSet<&str>,
+) {
+    let p = |f: &str| format!("{path}.{f}");
+    if s.containers.is_empty() {
+        e.add(&p("containers"), "must have at least one container");
+    }
+    if let (Some(allowed), Some(rp)) = (allowed_restart, s.restart_policy) {
+        if !allowed.contains(&rp) {
+            let list: Vec<String> = allowed.iter().map(|r| format!("{r:?}")).collect();
+            e.add(&p("restartPolicy"), format!("must be {} for this kind (got {rp:?})", list.join(" or ")));
+        }
+    }
+    if let Some(n) = &s.node_name {
+        e.check(&p("nodeName"), names::dns1123_label(n));
+    }
+    if let Some(h) = &s.hostname {
+        e.check(&p("hostname"), names::dns1123_label(h));
+    }
+    if let Some(h) = &s.subdomain {
+        e.check(&p("subdomain"), names::dns1123_label(h));
+    }
+    labels(e, &p("nodeSelector"), s.node_selector.as_ref());
+    non_negative(e, &p("terminationGracePeriodSeconds"), s.termination_grace_period_seconds);
+    at_least_one(e, &p("activeDeadlineSeconds"), s.active_deadline_seconds);
+    if let Some(d) = s.dns_policy.as_deref() {
+        if !matches!(d, "ClusterFirst" | "Default" | "ClusterFirstWithHostNet") {
+            e.add(&p("dnsPolicy"), format!("must be ClusterFirst, ClusterFirstWithHostNet or Default (got {d:?}); Flotilla uses the node's resolver"));
+        }
+    }
+    if let Some(sn) = s.scheduler_name.as_deref() {
+        if sn != "default-scheduler" {
+            e.add(
+                &p("schedulerName"),
+                format!("must be default-scheduler: Flotilla has one scheduler (got {sn:?})"),
+            );
+        }
+    }
+    for (i, r) in s.image_pull_secrets.iter().flatten().enumerate() {
+        e.check(&format!("{path}.imagePullSecrets[{i}].name"), names::dns1123_subdomain(&r.name));
+    }
+    if let Some(sc) = &s.security_context {
+        for (f, v) in
+            [("runAsUser", sc.run_as_user), ("runAsGroup", sc.run_as_group), ("fsGroup", sc.fs_group)]
+        {
+            id_range(e, &format!("{path}.securityContext.{f}"), v);
+        }
+        for (i, g) in sc.supplemental_groups.iter().flatten().enumerate() {
+            id_range(e, &format!("{path}.securityContext.supplementalGroups[{i}]"), Some(*g));
+        }
+        if sc.run_as_non_root == Some(true) && sc.run_as_user == Some(0) {
+            e.add(&format!("{path}.securityContext.runAsUser"), "must not be 0 when runAsNonRoot is true");
+        }
+    }
+
+    // Volumes.
+    let mut volumes = BTreeMap::new();
+    for (i, v) in s.volumes.iter().flatten().enumerate() {
+        let vp = format!("{path}.volumes[{i}]");
+        e.check(&format!("{vp}.name"), names::dns1123_label(&v.name));
+        if volumes.insert(v.name.as_str(), v).is_some() {
+            e.add(&format!("{vp}.name"), format!("duplicates another volume named {:?}", v.name));
+        }
+        volume(e, &vp, v);
+    }
+
+    // Containers.
+    let mut container_names = BTreeSet::new();
+    let mut host_ports = BTreeSet::new();
+    let groups = [
+        ("initContainers", s.init_containers.as_deref().unwrap_or_default()),
+        ("containers", &s.containers[..]),
+    ];
+    for (group, list) in groups {
+        for (i, c) in list.iter().enumerate() {
+            let cp = format!("{path}.{group}[{i}]");
+            e.check(&format!("{cp}.name"), names::dns1123_label(&c.name));
+            if !container_names.insert(c.name.as_str()) {
+                e.add(&format!("{cp}.name"), format!("duplicates another container named {:?}", c.name));
+            }
+            container(
+                e,
+                &cp,
+                c,
+                &volumes,
+                claims,
+                group == "initContainers",
+                s.host_network == Some(true),
+                &mut host_ports,
+            );
+            // Container settings override the pod's; a container that must not run as root
+            // but is told to run as uid 0 can never start.
+            let csc = c.security_context.as_ref();
+            let psc = s.security_context.as_ref();
+            let non_root = csc.and_then(|x| x.run_as_non_root).or(psc.and_then(|x| x.run_as_non_root));
+            let user = csc.and_then(|x| x.run_as_user).or(psc.and_then(|x| x.run_as_user));
+            // When both come from the same level, that level's own check has reported it.
+            let own =
+                (csc.and_then(|x| x.run_as_non_root).is_some(), csc.and_then(|x| x.run_as_user).is_some());
+            let mixed = own.0 != own.1;
+            if non_root == Some(true) && user == Some(0) && mixed {
+                e.add(
+                    &format!("{cp}.securityContext.runAsUser"),
+                    "is 0 (root) while runAsNonRoot is true for this container: it could never start",
+                );
+            }
+        }
+    }
+
+    for (i, t) in s.tolerations.iter().flatten().enumerate() {
+        toleration(e, &format!("{path}.tolerations[{i}]"), t);
+    }
+    if let Some(a) = &s.affinity {
+        affinity(e, &p("affinity"), a);
+    }
+}
+
+pub(super) fn volume(e: &mut Errs, vp: &str, v: &Volume) {
+    let sources = [
+        v.empty_dir.is_some(),
+        v.host_path.is_some(),
+        v.config_map.is_some(),
+        v.secret.is_some(),
+        v.persistent_volume_claim.is_some(),
+    ];
+    match sources.iter().filter(|x| **x).count() {
+        0 => e.add(vp, "must set exactly one volume source: emptyDir, hostPath, configMap, secret or persistentVolumeClaim"),
+        1 => {}
+        _ => e.add(vp, "must set only one volume source (several of emptyDir, hostPath, configMap, secret, persistentVolumeClaim are set)"),
+    }
+    if let Some(ed) = &v.empty_dir {
+        if let Some(m) = ed.medium.as_deref() {
+            if !m.is_empty() && m != "Memory" {
+                e.add(
+                    &format!("{vp}.emptyDir.medium"),
+                    format!("must be \"\" (node disk) or Memory (tmpfs) (got {m:?})"),
+                );
+            }
+        }
+        if let Some(q) = &ed.size_limit {
+            if let Err(err) = q.value() {
+                e.add(&format!("{vp}.emptyDir.sizeLimit"), err.to_string());
+            }
+        }
+    }
+    if let Some(h) = &v.host_path {
+        absolute(e, &format!("{vp}.hostPath.path"), &h.path);
+    }
+    let items = |e: &mut Errs, p: &str, items: &Option<Vec<KeyToPath>>| {
+        for (i, it) in items.iter().flatten().enumerate() {
+            e.check(&format!("{p}.items[{i}].key"), names::config_key(&it.key));
+            relative_path(e, &format!("{p}.items[{i}].path"), &it.path);
+            mode(e, &format!("{p}.items[{i}].mode"), it.mode);
+        }
+    };
+    if let Some(c) = &v.config_map {
+        let p = format!("{vp}.configMap");
+        e.check(&format!("{p}.name"), names::dns1123_subdomain(&c.name));
+        mode(e, &format!("{p}.defaultMode"), c.default_mode);
+        items(e, &p, &c.items);
+    }
+    if let Some(s) = &v.secret {
+        let p = format!("{vp}.secret");
+        e.check(&format!("{p}.secretName"), names::dns1123_subdomain(&s.secret_name));
+        mode(e, &format!("{p}.defaultMode"), s.default_mode);
+        items(e, &p, &s.items);
+    }
+    if let Some(c) = &v.persistent_volume_claim {
+        e.check(&format!("{vp}.persistentVolumeClaim.claimName"), names::dns1123_subdomain(&c.claim_name));
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn container(
+    e: &mut Errs,
+    cp: &str,
+    c: &Container,
+    volumes: &BTreeMap<&str, &Volume>,
+    claims: &BTreeSet<&str>,
+    init: bool,
+    host_network: bool,
+    host_ports: &mut BTreeSet<(i32, Protocol)>,
+) {
+    match &c.image {
+        None => e.add(&format!("{cp}.image"), "is required"),
+        Some(img) => {
+            if let Err(err) = ImageRef::parse(img) {
+                e.add(&format!("{cp}.image"), err.to_string());
+            }
+        }
+    }
+    if let Some(w) = &c.working_dir {
+        absolute(e, &format!("{cp}.workingDir"), w);
+    }
+    if let Some(tp) = c.termination_message_path.as_deref() {
+        if tp != "/dev/termination-log" {
+            e.add(
+                &format!("{cp}.terminationMessagePath"),
+                format!("must be /dev/termination-log, Kubernetes' default (got {tp:?})"),
+            );
+        }
+    }
+    if let Some(tp) = c.termination_message_policy.as_deref() {
+        if !matches!(tp, "File" | "FallbackToLogsOnError") {
+            e.add(
+                &format!("{cp}.terminationMessagePolicy"),
+                format!("must be File or FallbackToLogsOnError (got {tp:?})"),
+            );
+        }
+    }
+    if init {
+        for (name, probe) in [
+            ("livenessProbe", &c.liveness_probe),
+            ("readinessProbe", &c.readiness_probe),
+            ("startupProbe", &c.startup_probe),
+        ] {
+            if probe.is_some() {
+                e.add(&format!("{cp}.{name}"), "may not be set on an init container");
+            }
+        }
+    }
+
+    // Environment.
+    for (i, v) in c.env.iter().flatten().enumerate() {
+        let p = format!("{cp}.env[{i}]");
+        e.check(&format!("{p}.name"), names::env_var_name(&v.name));
+        if let Some(src) = &v.value_from {
+            if v.value.is_some() {
+                e.add(&format!("{p}.valueFrom"), "may not be set together with value");
+            }
+            let n = [src.config_map_key_ref.is_some(), src.secret_key_ref.is_some(), src.field_ref.is_some()]
+                .iter()
+                .filter(|x| **x)
+                .count();
+            if n != 1 {
+                e.add(
+                    &format!("{p}.valueFrom"),
+                    "must set exactly one of configMapKeyRef, secretKeyRef, fieldRef",
+                );
+            }
+            for (f, r) in
+                [("configMapKeyRef", &src.config_map_key_ref), ("secretKeyRef", &src.secret_key_ref)]
+            {
+                if let Some(r) = r {
+                    e.check(&format!("{p}.valueFrom.{f}.name"), names::dns1123_subdomain(&r.name));
+                    e.check(&format!("{p}.valueFrom.{f}.key"), names::config_key(&r.key));
+                }
+            }
+            if let Some(f) = &src.field_ref {
+                if !FIELD_REFS.contains(&f.field_path.as_str()) {
+                    e.add(
+                        &format!("{p}.valueFrom.fieldRef.fieldPath"),
+                        format!("must be one of {} (got {:?})", FIELD_REFS.join(", "), f.field_path),
+                    );
+                }
+                if let Some(v) = f.api_version.as_deref() {
+                    if v != "v1" {
+                        e.add(
+                            &format!("{p}.valueFrom.fieldRef.apiVersion"),
+                            format!("must be v1 (got {v:?})"),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    for (i, src) in c.env_from.iter().flatten().enumerate() {
+        let p = format!("{cp}.envFrom[{i}]");
+        match (&src.config_map_ref, &src.secret_ref) {
+            (Some(r), None) => e.check(&format!("{p}.configMapRef.name"), names::dns1123_subdomain(&r.name)),
+            (None, Some(r)) => e.check(&format!("{p}.secretRef.name"), names::dns1123_subdomain(&r.name)),
+            _ => e.add(&p, "must set exactly one of configMapRef, secretRef"),
+        }
+        if let Some(prefix) = &src.prefix {
+            if prefix.contains('=') {
+                e.add(&format!("{p}.prefix"), format!("must not contain '=' (got {prefix:?})"));
+            }
+        }
+    }
+
+    // Ports.
+    let mut port_names = BTreeSet::new();
+    for (i, port) in c.ports.iter().flatten().enumerate() {
+        let p = format!("{cp}.ports[{i}]");
+        port_number(e, &format!("{p}.containerPort"), port.container_port);
+        if let Some(n) = &port.name {
+            e.check(&format!("{p}.name"), names::iana_svc_name(n));
+            if !port_names.insert(n.as_str()) {
+                e.add(&format!("{p}.name"), format!("duplicates another port named {n:?}"));
+            }
+        }
+        let proto = port.protocol.unwrap_or(Protocol::Tcp);
+        if let Some(hp) = port.host_port {
+            port_number(e, &format!("{p}.hostPort"), hp);
+            if host_network && hp != port.container_port {
+                e.add(
+                    &format!("{p}.hostPort"),
+                    format!("must equal containerPort ({}) with hostNetwork", port.container_port),
+                );
+            }
+            if !host_ports.insert((hp, proto)) {
+                e.add(
+                    &format!("{p}.hostPort"),
+                    format!("{hp}/{} is already used by another container of this pod", proto.as_str()),
+                );
+            }
+        }
+    }
+
+    // Resources.
+    if let Some(r) = &c.resources {
+        let mut parsed: BTreeMap<(&str, &str), u128> = BTreeMap::new();
+        for (list_name, list) in [("requests", &r.requests), ("limits", &r.limits)] {
+            for (res, q) in list.iter().flatten() {
+                let p = format!(
+                    "{cp}.resources.{list_name}{}",
+                    if res.contains(['.', '/']) { format!("[{res:?}]") } else { format!(".{res}") }
+                );
+                let v = match res.as_str() {
+                    "cpu" => q.milli_value(),
+                    "memory" | "ephemeral-storage" => q.value(),
+                    _ => {
+                        e.add(&p, "is not supported: Flotilla manages cpu, memory and ephemeral-storage");
+                        continue;
+                    }
+                };
+                match v {
+                    Ok(v) => {
+                        parsed.insert((list_name, res.as_str()), v);
+                    }
+                    Err(err) => e.add(&p, err.to_string()),
+                }
+            }
+        }
+        for res in ["cpu", "memory", "ephemeral-storage"] {
+            if let (Some(req), Some(lim)) = (parsed.get(&("requests", res)), parsed.get(&("limits", res))) {
+                if req > lim {
+                    let q = |l: &Option<ResourceList>| {
+                        l.as_ref()
+                            .and_then(|m| m.get(res))
+                            .map(|q| q.as_str().to_string())
+                            .unwrap_or_default()
+                    };
+                    e.add(
+                        &format!("{cp}.resources.requests.{res}"),
+                        format!(
+                            "must be less than or equal to the {res} limit ({} > {})",
+                            q(&r.requests),
+                            q(&r.limits)
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    // Volume mounts.
+    let mut mount_paths = BTreeSet::new();
+    for (i, m) in c.volume_mounts.iter().flatten().enumerate() {
+        let p = format!("{cp}.volumeMounts[{i}]");
+        if !volumes.contains_key(m.name.as_str()) && !claims.contains(m.name.as_str()) {
+            let declared: Vec<&str> = volumes.keys().chain(claims.iter()).copied().collect();
+            let hint = if declared.is_empty() {
+                "no volumes are declared".to_string()
+            } else {
+                format!("declared: {}", declared.join(", "))
+            };
+            e.add(
+                &format!("{p}.name"),
+                format!("must name a volume of the pod ({:?} is not in spec.volumes; {hint})", m.name),
+            );
+        }
+        absolute(e, &format!("{p}.mountPath"), &m.mount_path);
+        if !mount_paths.insert(m.mount_path.trim_end_matches('/')) {
+            e.add(
+                &format!("{p}.mountPath"),
+                format!("{:?} is already used by another mount of this container", m.mount_path),
+            );
+        }
+        if let Some(sp) = &m.sub_path {
+            if !sp.is_empty() {
+                relative_path(e, &format!("{p}.subPath"), sp);
+            }
+        }
+    }
+
+    // Security context.
+    if let Some(sc) = &c.security_context {
+        let p = format!("{cp}.securityContext");
+        id_range(e, &format!("{p}.runAsUser"), sc.run_as_user);
+        id_range(e, &format!("{p}.runAsGroup"), sc.run_as_group);
+        if sc.run_as_non_root == Some(true) && sc.run_as_user == Some(0) {
+            e.add(&format!("{p}.runAsUser"), "must not be 0 when runAsNonRoot is true");
+        }
+        if sc.privileged == Some(true) && sc.allow_privilege_escalation == Some(false) {
+            e.add(&format!("{p}.allowPrivilegeEscalation"), "may not be false when privileged is true");
+        }
+        if let Some(caps) = &sc.capabilities {
+            for (f, list) in [("add", &caps.add), ("drop", &caps.drop)] {
+                for (i, cap) in list.iter().flatten().enumerate() {
+                    let bare = cap.strip_prefix("CAP_").unwrap_or(cap);
+                    if !CAPABILITIES.contains(&bare) {
+                        let hint = names::closest(bare, CAPABILITIES.iter().copied())
+                            .map(|c| format!(" (did you mean {c:?}?)"))
+                            .unwrap_or_default();
+                        e.add(
+                            &format!("{p}.capabilities.{f}[{i}]"),
+                            format!("is not a Linux capability: {cap:?}{hint}"),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    // Probes.
+    let ports: BTreeSet<&str> = port_names;
+    for (name, probe) in [
+        ("livenessProbe", &c.liveness_probe),
+        ("readinessProbe", &c.readiness_probe),
+        ("startupProbe", &c.startup_probe),
+    ] {
+        if let Some(pr) = probe {
+            check_probe(e, &format!("{cp}.{name}"), pr, name != "readinessProbe", &ports);
+        }
+    }
+}
+
+pub(super) fn check_probe(
+    e: &mut Errs,
+    p: &str,
+    pr: &Probe,
+    success_must_be_one: bool,
+    port_names: &BTreeSet<&str>,
+) {
+    let handlers = [pr.exec.is_some(), pr.http_get.is_some(), pr.tcp_socket.is_some()];
+    match handlers.iter().filter(|x| **x).count() {
+        0 => e.add(p, "must set exactly one handler: exec, httpGet or tcpSocket"),
+        1 => {}
+        _ => e.add(p, "must set only one handler (several of exec, httpGet, tcpSocket are set)"),
+    }
+    if let Some(x) = &pr.exec {
+        if x.command.as_ref().is_none_or(Vec::is_empty) {
+            e.add(&format!("{p}.exec.command"), "is required and must not be empty");
+        }
+    }
+    let port = |e: &mut Errs, path: &str, port: &IntOrString| match port {
+        IntOrString::Int(n) => port_number(e, path, *n),
+        IntOrString::String(s) => {
+            if let Err(m) = names::iana_svc_name(s) {
+                e.add(path, m);
+            } else if !port_names.contains(s.as_str()) {
+                e.add(path, format!("names no port of this container ({s:?} is not among its ports' names)"));
+            }
+        }
+    };
+    if let Some(h) = &pr.http_get {
+        port(e, &format!("{p}.httpGet.port"), &h.port);
+        if let Some(path) = &h.path {
+            if !path.starts_with('/') {
+                e.add(&format!("{p}.httpGet.path"), format!("must start with '/' (got {path:?})"));
+            }
+        }
+        for (i, hd) in h.http_headers.iter().flatten().enumerate() {
+            let valid = !hd.name.is_empty()
+                && hd.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            if !valid {
+                e.add(
+                    &format!("{p}.httpGet.httpHeaders[{i}].name"),
+                    format!("must be an HTTP header name (got {:?})", hd.name),
+                );
+            }
+        }
+    }
+    if let Some(t) = &pr.tcp_socket {
+        port(e, &format!("{p}.tcpSocket.port"), &t.port);
+    }
+    non_negative(e, &format!("{p}.initialDelaySeconds"), pr.initial_delay_seconds);
+    for (f, v) in [
+        ("periodSeconds", pr.period_seconds),
+        ("timeoutSeconds", pr.timeout_seconds),
+        ("successThreshold", pr.success_threshold),
+        ("failureThreshold", pr.failure_threshold),
+    ] {
+        at_least_one(e, &format!("{p}.{f}"), v);
+    }
+    if success_must_be_one {
+        if let Some(s) = pr.success_threshold {
+            if s != 1 {
+                e.add(
+                    &format!("{p}.successThreshold"),
+                    format!("must be 1 for liveness and startup probes (got {s})"),
+                );
+            }
+        }
+    }
+    at_least_one(e, &format!("{p}.terminationGracePeriodSeconds"), pr.termination_grace_period_seconds);
+}
