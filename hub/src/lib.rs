@@ -1,4 +1,8 @@
-//! flotilla-hub: the control plane (store, API, scheduler, controllers, MQTT pusher) and the
-//! kubectl-like CLI that talks to it. `main.rs` only parses arguments and dispatches here.
+//! flotilla-hub: the control plane (store, API, and as they land the scheduler, controllers and
+//! MQTT pusher) and the kubectl-like CLI that talks to it. `main.rs` only parses arguments,
+//! sets up logging and dispatches here.
 
+pub mod api;
 pub mod cli;
+pub mod serve;
+pub mod store;

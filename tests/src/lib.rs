@@ -50,3 +50,141 @@ pub fn run(program: &Path, args: &[&str], cwd: &Path, stdin: Option<&[u8]>) -> O
     }
     child.wait_with_output().expect("wait for child")
 }
+
+/// A `flotilla-hub serve` process on a free loopback port with its own data directory. It is
+/// killed (SIGKILL) when dropped.
+pub struct Hub {
+    pub child: std::process::Child,
+    pub dir: PathBuf,
+    pub url: String,
+    pub token: String,
+    pub log: PathBuf,
+}
+
+impl Hub {
+    /// Starts a hub in `dir` (kept across restarts) and waits until it is ready.
+    pub fn start(dir: &Path) -> Hub {
+        Self::start_with(dir, &[])
+    }
+
+    pub fn start_with(dir: &Path, extra: &[&str]) -> Hub {
+        let client_file = dir.join("client.json");
+        let _ = std::fs::remove_file(&client_file);
+        let log = dir.with_extension("log");
+        let log_file =
+            std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("hub log file");
+        let child = Command::new(bin("flotilla-hub"))
+            .args(["--data-dir", dir.to_str().expect("utf-8 path"), "serve", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("log"))
+            .stderr(log_file)
+            .spawn()
+            .expect("start flotilla-hub serve");
+        let mut hub = Hub { child, dir: dir.to_path_buf(), url: String::new(), token: String::new(), log };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = hub.child.try_wait() {
+                panic!("flotilla-hub exited early ({status}); log:\n{}", hub.log_text());
+            }
+            if let Ok(text) = std::fs::read_to_string(&client_file) {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+                    hub.url = v["server"].as_str().unwrap_or_default().to_string();
+                    hub.token = std::fs::read_to_string(dir.join("admin.token"))
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string();
+                    if hub.ready() {
+                        return hub;
+                    }
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "hub not ready within 30 s; log:\n{}",
+                hub.log_text()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    fn ready(&self) -> bool {
+        let client = reqwest::blocking::Client::new();
+        let url = format!("{}/readyz", self.url);
+        client.get(url).send().map(|r| r.status().is_success()).unwrap_or(false)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Runs the CLI against this hub.
+    pub fn cli(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        let mut full = vec!["--data-dir", self.dir.to_str().expect("utf-8 path")];
+        full.extend_from_slice(args);
+        run(&bin("flotilla-hub"), &full, &self.dir, stdin)
+    }
+
+    /// An authenticated HTTP client and the base URL.
+    pub fn http(&self) -> HubHttp {
+        HubHttp { client: reqwest::blocking::Client::new(), url: self.url.clone(), token: self.token.clone() }
+    }
+
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        self.child.wait().expect("wait for hub")
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Raw HTTP access to the API, for checking status codes and bodies.
+pub struct HubHttp {
+    pub client: reqwest::blocking::Client,
+    pub url: String,
+    pub token: String,
+}
+
+impl HubHttp {
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        content_type: &str,
+    ) -> (u16, serde_json::Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self.client.request(method, format!("{}{path}", self.url)).bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.header("content-type", content_type).body(b.to_string());
+        }
+        let resp = req.send().expect("request");
+        let code = resp.status().as_u16();
+        let text = resp.text().unwrap_or_default();
+        (code, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+    }
+
+    pub fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        self.request("GET", path, None, "")
+    }
+
+    pub fn send_json(&self, method: &str, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        self.request(method, path, Some(&body.to_string()), "application/json")
+    }
+}
+
+/// A fresh temporary directory for one test.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("flotilla-e2e-").tempdir().expect("temp dir")
+}

@@ -1,38 +1,206 @@
-//! Command-line interface of `flotilla-hub`: argument definitions and dispatch.
+//! Command-line interface of `flotilla-hub`: the server (`serve`), offline tools (`validate`,
+//! `backup`) and the kubectl-like client verbs. Argument definitions and dispatch live here;
+//! each verb has its own module.
 
+mod apply;
+mod client;
+mod get;
+pub mod print;
 mod validate;
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+
+use crate::serve;
+pub use client::{Client, Connection};
 
 /// Flotilla's control plane and its kubectl-like client.
 #[derive(Debug, Parser)]
 #[command(name = "flotilla-hub", version, about, propagate_version = true)]
 pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// How the client verbs reach the hub.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// The hub's URL (default: from the data directory's client.json, else http://127.0.0.1:7443).
+    #[arg(long, global = true, env = "FLOTILLA_SERVER")]
+    pub server: Option<String>,
+    /// Bearer token (default: the admin token in the data directory).
+    #[arg(long, global = true, env = "FLOTILLA_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// CA certificate (PEM) to trust for an HTTPS hub.
+    #[arg(long = "certificate-authority", global = true)]
+    pub ca_file: Option<PathBuf>,
+    /// The hub's data directory (default: $FLOTILLA_DATA_DIR, /var/lib/flotilla-hub for root,
+    /// ~/.local/share/flotilla-hub otherwise).
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Global {
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(serve::default_data_dir)
+    }
+    fn connection(&self) -> Connection {
+        Connection {
+            server: self.server.clone(),
+            token: self.token.clone(),
+            ca_file: self.ca_file.clone(),
+            data_dir: self.data_dir(),
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the hub: store, API (and, as they land, scheduler, controllers and broker).
+    Serve {
+        /// Address to listen on; loopback by default.
+        #[arg(long, default_value = "127.0.0.1:7443")]
+        listen: std::net::SocketAddr,
+        /// PEM certificate chain for HTTPS.
+        #[arg(long)]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key for HTTPS.
+        #[arg(long)]
+        tls_key: Option<PathBuf>,
+        /// PEM certificate of the CA that signed --tls-cert; recorded in the data directory so
+        /// CLIs on this machine trust the hub without --certificate-authority.
+        #[arg(long)]
+        tls_ca: Option<PathBuf>,
+        /// Largest accepted request body, in bytes.
+        #[arg(long, default_value_t = crate::api::DEFAULT_BODY_LIMIT)]
+        max_body_bytes: usize,
+    },
+    /// Create or update objects from files, directories or stdin (`-`).
+    Apply {
+        #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+        files: Vec<PathBuf>,
+        /// Validate and show what would happen without changing anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List objects, or show one.
+    Get(get::GetArgs),
+    /// Show an object in detail, with its recent events.
+    Describe {
+        kind: String,
+        name: String,
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+    },
+    /// Delete objects named in files, or by kind and name.
+    Delete {
+        /// KIND NAME... (when not using -f).
+        args: Vec<String>,
+        #[arg(short = 'f', long = "filename", num_args = 1..)]
+        files: Vec<PathBuf>,
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+    },
+    /// Create a namespace, configmap or generic secret from the command line.
+    Create(apply::CreateArgs),
+    /// Health of the control-plane components.
+    Status,
+    /// Client and server versions.
+    Version,
     /// Check manifests offline: prints `OK <kind>/<name>` per valid object, errors otherwise.
     Validate {
         /// Files, directories (searched recursively for *.yaml, *.yml, *.json) or `-` for stdin.
         #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
         files: Vec<PathBuf>,
     },
-    /// Print the version.
-    Version,
+    /// Write a consistent copy of the hub's database (safe while the hub runs).
+    Backup {
+        /// The file to create.
+        file: PathBuf,
+    },
+    /// Print a shell completion script.
+    Completion { shell: clap_complete::Shell },
 }
 
 /// Runs a command and returns the process exit status.
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
         Command::Validate { files } => validate::run(&files, &mut std::io::stdout(), &mut std::io::stderr()),
-        Command::Version => {
-            println!("flotilla-hub {}", env!("CARGO_PKG_VERSION"));
+        Command::Completion { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "flotilla-hub", &mut std::io::stdout());
             0
         }
+        Command::Backup { file } => {
+            let db = cli.global.data_dir().join("flotilla.db");
+            match crate::store::schema::backup(&db, &file) {
+                Ok(()) => {
+                    println!("backup written to {} (integrity check ok)", file.display());
+                    0
+                }
+                Err(e) => fail(&anyhow::anyhow!(e)),
+            }
+        }
+        command => {
+            let runtime =
+                match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+                    Ok(r) => r,
+                    Err(e) => return fail(&anyhow::anyhow!("cannot start the async runtime: {e}")),
+                };
+            match runtime.block_on(run_async(&cli.global, command)) {
+                Ok(code) => code,
+                Err(e) => fail(&e),
+            }
+        }
+    }
+}
+
+fn fail(e: &anyhow::Error) -> i32 {
+    eprintln!("error: {e:#}");
+    1
+}
+
+async fn run_async(global: &Global, command: Command) -> anyhow::Result<i32> {
+    match command {
+        Command::Serve { listen, tls_cert, tls_key, tls_ca, max_body_bytes } => {
+            let opts = serve::ServeOptions {
+                data_dir: global.data_dir(),
+                listen,
+                tls_cert,
+                tls_key,
+                tls_ca,
+                body_limit: max_body_bytes,
+            };
+            serve::serve(opts, serve::shutdown_signal()).await?;
+            Ok(0)
+        }
+        Command::Apply { files, dry_run } => apply::apply(&global.connection(), &files, dry_run).await,
+        Command::Get(args) => get::get(&global.connection(), args).await,
+        Command::Describe { kind, name, namespace } => {
+            get::describe(&global.connection(), &kind, &name, namespace).await
+        }
+        Command::Delete { args, files, namespace } => {
+            apply::delete(&global.connection(), &args, &files, namespace).await
+        }
+        Command::Create(args) => apply::create(&global.connection(), args).await,
+        Command::Status => get::status(&global.connection()).await,
+        Command::Version => {
+            println!("Client Version: v{}", env!("CARGO_PKG_VERSION"));
+            match Client::connect(&global.connection()) {
+                Ok(c) => match c.get("/version").await {
+                    Ok(v) => println!(
+                        "Server Version: {}",
+                        v.get("gitVersion").and_then(|s| s.as_str()).unwrap_or("unknown")
+                    ),
+                    Err(e) => println!("Server Version: unreachable ({e:#})"),
+                },
+                Err(e) => println!("Server Version: unknown ({e:#})"),
+            }
+            Ok(0)
+        }
+        Command::Validate { .. } | Command::Backup { .. } | Command::Completion { .. } => Ok(0),
     }
 }

@@ -2,6 +2,7 @@
 //! `List` objects, and validation that reports every error of a document with its file,
 //! document index, line and field path.
 
+pub mod emit;
 mod load;
 mod schema;
 mod validate;
@@ -168,6 +169,9 @@ pub fn parse_object(mut doc: Value) -> Result<Object, (Option<String>, Vec<Field
     if cuttable {
         for p in &found.offending {
             schema::remove(&mut doc, p);
+        }
+        for (p, filler) in &found.missing {
+            schema::insert(&mut doc, p, filler.clone());
         }
         if let Ok(object) = Object::from_value(kind, doc) {
             let removed: Vec<String> = errors.iter().map(|e| e.path.clone()).collect();

@@ -37,6 +37,9 @@ pub enum Seg {
 pub struct Findings {
     pub errors: Vec<FieldError>,
     pub offending: Vec<Vec<Seg>>,
+    /// Required fields that are missing, with a minimal value of their type (so the semantic
+    /// checks can still run on the rest of the document).
+    pub missing: Vec<(Vec<Seg>, Value)>,
 }
 
 /// Checks `doc` against `kind`'s schema.
@@ -48,27 +51,35 @@ pub fn check(kind: Kind, doc: &Value) -> Findings {
     out
 }
 
-/// Removes the value at `path` from `doc`; false when the path does not lead to a value.
-pub fn remove(doc: &mut Value, path: &[Seg]) -> bool {
-    let Some((last, parents)) = path.split_last() else {
-        return false;
-    };
+/// The value at `path` in `doc`, if the path leads to one.
+fn navigate<'v>(doc: &'v mut Value, path: &[Seg]) -> Option<&'v mut Value> {
     let mut cur = doc;
-    for seg in parents {
+    for seg in path {
         cur = match (seg, cur) {
-            (Seg::Key(k), Value::Object(m)) => match m.get_mut(k) {
-                Some(v) => v,
-                None => return false,
-            },
-            (Seg::Index(i), Value::Array(a)) => match a.get_mut(*i) {
-                Some(v) => v,
-                None => return false,
-            },
-            _ => return false,
+            (Seg::Key(k), Value::Object(m)) => m.get_mut(k)?,
+            (Seg::Index(i), Value::Array(a)) => a.get_mut(*i)?,
+            _ => return None,
         };
     }
-    match (last, cur) {
-        (Seg::Key(k), Value::Object(m)) => m.shift_remove(k).is_some(),
+    Some(cur)
+}
+
+/// Sets `value` at `path` in `doc` when the parent exists and is a mapping.
+pub fn insert(doc: &mut Value, path: &[Seg], value: Value) {
+    if let Some((Seg::Key(last), parents)) = path.split_last() {
+        if let Some(Value::Object(m)) = navigate(doc, parents) {
+            m.entry(last.clone()).or_insert(value);
+        }
+    }
+}
+
+/// Removes the value at `path` from `doc`; false when the path does not lead to a value.
+pub fn remove(doc: &mut Value, path: &[Seg]) -> bool {
+    match path.split_last() {
+        Some((Seg::Key(k), parents)) => match navigate(doc, parents) {
+            Some(Value::Object(m)) => m.shift_remove(k).is_some(),
+            _ => false,
+        },
         _ => false,
     }
 }
@@ -275,6 +286,52 @@ impl<'a> Walker<'a> {
         }
     }
 
+    /// The smallest value that satisfies `schema`'s type and required fields.
+    fn placeholder(&self, schema: &'a Value, depth: usize) -> Value {
+        let s = self.resolve(schema);
+        if depth > 16 {
+            return Value::Null;
+        }
+        if let Some(v) = self.enum_values(s).and_then(|v| v.first().cloned().cloned()) {
+            return v;
+        }
+        if let Some(b) =
+            s.get("anyOf").or_else(|| s.get("oneOf")).and_then(Value::as_array).and_then(|b| b.first())
+        {
+            return self.placeholder(b, depth + 1);
+        }
+        let t = match s.get("type") {
+            Some(Value::String(t)) => t.as_str(),
+            Some(Value::Array(ts)) => {
+                ts.iter().filter_map(Value::as_str).find(|t| *t != "null").unwrap_or("null")
+            }
+            _ => "null",
+        };
+        match t {
+            "object" => {
+                let mut m = Map::new();
+                let props = s.get("properties").and_then(Value::as_object);
+                for r in s
+                    .get("required")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                {
+                    let v =
+                        props.and_then(|p| p.get(r)).map_or(Value::Null, |p| self.placeholder(p, depth + 1));
+                    m.insert(r.to_string(), v);
+                }
+                Value::Object(m)
+            }
+            "array" => Value::Array(Vec::new()),
+            "string" => Value::String(String::new()),
+            "integer" | "number" => Value::from(0),
+            "boolean" => Value::Bool(false),
+            _ => Value::Null,
+        }
+    }
+
     fn check_enum(&self, values: &[&Value], v: &Value, path: &str, segs: &[Seg], out: &mut Findings) {
         if values.contains(&v) {
             return;
@@ -305,6 +362,11 @@ impl<'a> Walker<'a> {
             for r in req.iter().filter_map(Value::as_str) {
                 if !map.contains_key(r) {
                     out.errors.push(FieldError::new(&join(path, r), "is required"));
+                    let filler =
+                        props.and_then(|p| p.get(r)).map(|p| self.placeholder(p, 0)).unwrap_or(Value::Null);
+                    let mut at = segs.clone();
+                    at.push(Seg::Key(r.to_string()));
+                    out.missing.push((at, filler));
                 }
             }
         }

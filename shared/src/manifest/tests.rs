@@ -92,3 +92,14 @@ fn json_is_strict() {
     assert_eq!(r.errors.len(), 1);
     assert!(r.errors[0].to_string().contains("is not valid JSON: trailing comma"), "{}", r.errors[0]);
 }
+
+#[test]
+fn missing_required_fields_do_not_hide_other_errors() {
+    let errs =
+        errors("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: Bad_Name}\nspec:\n  replicas: -1\n");
+    assert_eq!(errs.len(), 4, "{errs:#?}");
+    assert!(errs[0].contains("metadata.name must be a DNS-1123 subdomain"), "{errs:#?}");
+    assert!(errs.iter().any(|e| e.contains("spec.selector is required")), "{errs:#?}");
+    assert!(errs.iter().any(|e| e.contains("spec.template is required")), "{errs:#?}");
+    assert!(errs.iter().any(|e| e.contains("spec.replicas must be greater than or equal to 0")), "{errs:#?}");
+}

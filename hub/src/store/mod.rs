@@ -1,0 +1,543 @@
+//! The hub's durable store: SQLite in WAL mode with `synchronous=FULL`, one writer thread that
+//! commits in groups (every write is acknowledged only after its transaction committed), a
+//! pool of read connections, a global revision counter, a change log for watches, and Secrets
+//! encrypted at rest. Only this module writes SQL.
+
+pub mod crypto;
+pub mod objects;
+pub mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::Value;
+use tokio::sync::{broadcast, oneshot};
+
+use flotilla_shared::api::Kind;
+use flotilla_shared::selector::LabelSelector;
+
+use crypto::KeyRing;
+pub use objects::{Mode, Outcome};
+
+/// How many changes the log keeps for watches that resume from a resourceVersion.
+pub const CHANGE_LOG_KEEP: u64 = 50_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{} {name:?} not found", kind.info().plural)]
+    NotFound { kind: Kind, name: String },
+    #[error("{} {name:?} already exists", kind.info().plural)]
+    AlreadyExists { kind: Kind, name: String },
+    #[error("operation on {} {name:?} conflicts: {message}", kind.info().plural)]
+    Conflict { kind: Kind, name: String, message: String },
+    #[error("namespace {0:?} not found")]
+    NamespaceNotFound(String),
+    #[error("resourceVersion {0} is too old: the change log starts later; list again and watch from the new resourceVersion")]
+    Gone(u64),
+    #[error("database {path}: {source}")]
+    Database { path: String, source: rusqlite::Error },
+    #[error("database {path} is corrupt ({detail}). Refusing to start: restore the latest backup (flotilla-hub backup, see docs/operations.md) or move the file away to start with an empty store")]
+    Corrupt { path: String, detail: String },
+    #[error("database {path} has schema version {found}, newer than this hub supports ({supported}); run a newer flotilla-hub")]
+    TooNew { path: String, found: usize, supported: usize },
+    #[error("stored object is unreadable: {0}")]
+    Decode(String),
+    #[error(transparent)]
+    Crypto(#[from] crypto::CryptoError),
+    #[error("backup failed: {0}")]
+    Backup(String),
+    #[error("the store is shutting down")]
+    Closed,
+}
+
+/// One change, as the change feed and watches deliver it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub rev: u64,
+    pub kind: Kind,
+    pub namespace: String,
+    pub name: String,
+    pub op: ChangeOp,
+    /// The object after the change (before it, for deletions).
+    pub object: Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeOp {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl ChangeOp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeOp::Added => "ADDED",
+            ChangeOp::Modified => "MODIFIED",
+            ChangeOp::Deleted => "DELETED",
+        }
+    }
+    fn parse(s: &str) -> ChangeOp {
+        match s {
+            "ADDED" => ChangeOp::Added,
+            "DELETED" => ChangeOp::Deleted,
+            _ => ChangeOp::Modified,
+        }
+    }
+}
+
+/// A write request.
+#[derive(Debug, Clone)]
+pub enum WriteOp {
+    /// Create, update, apply or status update of a validated object.
+    Put { kind: Kind, object: Value, mode: Mode },
+    /// Delete an object and, through ownerReferences and namespaces, what it owns.
+    Delete { kind: Kind, namespace: String, name: String },
+    /// Record (or count again) an event about an object.
+    Event(EventRecord),
+}
+
+/// A Kubernetes-style event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRecord {
+    pub namespace: String,
+    pub kind: String,
+    pub name: String,
+    pub uid: String,
+    /// `Normal` or `Warning`.
+    pub type_: String,
+    pub reason: String,
+    pub message: String,
+    pub source: String,
+    pub count: i64,
+    pub first_time: String,
+    pub last_time: String,
+}
+
+/// The result of a write.
+#[derive(Debug, Clone)]
+pub struct WriteResult {
+    pub object: Value,
+    pub outcome: Outcome,
+    /// The store's revision after the write.
+    pub rev: u64,
+}
+
+struct Request {
+    op: WriteOp,
+    dry_run: bool,
+    reply: oneshot::Sender<Result<WriteResult, StoreError>>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Option<std::sync::mpsc::Sender<Request>>>,
+    writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    readers: Mutex<Vec<Connection>>,
+    revision: Arc<AtomicU64>,
+    feed: broadcast::Sender<Arc<Change>>,
+    keys: Arc<KeyRing>,
+}
+
+/// A handle to the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Store({})", self.inner.path.display())
+    }
+}
+
+impl Store {
+    /// Opens the store in `dir` (`flotilla.db`, `secret.keys`), creating both when missing.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        Self::open_with(dir, CHANGE_LOG_KEEP)
+    }
+
+    /// Like `open`, keeping `change_log_keep` changes for watches (tests use a small log).
+    pub fn open_with(dir: &Path, change_log_keep: u64) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Backup(format!("cannot create {}: {e}", dir.display())))?;
+        let path = dir.join("flotilla.db");
+        let keys = Arc::new(KeyRing::load_or_create(&dir.join("secret.keys"))?);
+        let conn = schema::open_writer(&path)?;
+        reencrypt(&conn, &path, &keys)?;
+        let revision: u64 = conn
+            .query_row("SELECT value FROM meta WHERE key = 'revision'", [], |r| r.get::<_, i64>(0))
+            .map_err(|e| StoreError::Database { path: path.display().to_string(), source: e })?
+            as u64;
+        let revision = Arc::new(AtomicU64::new(revision));
+        let (feed, _) = broadcast::channel(16_384);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = writer::spawn(
+            conn,
+            path.clone(),
+            rx,
+            revision.clone(),
+            feed.clone(),
+            keys.clone(),
+            change_log_keep,
+        );
+        let store = Store {
+            inner: Arc::new(Inner {
+                path,
+                writer: Mutex::new(Some(tx)),
+                writer_thread: Mutex::new(Some(thread)),
+                readers: Mutex::new(Vec::new()),
+                revision,
+                feed,
+                keys,
+            }),
+        };
+        store.ensure_default_namespace()?;
+        Ok(store)
+    }
+
+    fn ensure_default_namespace(&self) -> Result<(), StoreError> {
+        // Created by the writer like any object, synchronously, before the API serves.
+        let ns =
+            serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}});
+        if self.get_blocking(Kind::Namespace, "", "default")?.is_none() {
+            let (tx, rx) = oneshot::channel();
+            self.send(Request {
+                op: WriteOp::Put { kind: Kind::Namespace, object: ns, mode: Mode::Apply },
+                dry_run: false,
+                reply: tx,
+            })?;
+            rx.blocking_recv().map_err(|_| StoreError::Closed)??;
+        }
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The revision of the last committed write.
+    pub fn revision(&self) -> u64 {
+        self.inner.revision.load(Ordering::SeqCst)
+    }
+
+    fn send(&self, req: Request) -> Result<(), StoreError> {
+        let guard = self.inner.writer.lock().map_err(|_| StoreError::Closed)?;
+        guard.as_ref().ok_or(StoreError::Closed)?.send(req).map_err(|_| StoreError::Closed)
+    }
+
+    /// Performs a write; returns once it has committed (or, with `dry_run`, once it has been
+    /// checked and rolled back).
+    pub async fn write(&self, op: WriteOp, dry_run: bool) -> Result<WriteResult, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Request { op, dry_run, reply: tx })?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Subscribes to changes committed from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Change>> {
+        self.inner.feed.subscribe()
+    }
+
+    fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let conn = self.inner.readers.lock().ok().and_then(|mut p| p.pop());
+        let conn = match conn {
+            Some(c) => c,
+            None => schema::open_reader(&self.inner.path)?,
+        };
+        let result = f(&conn);
+        if let Ok(mut pool) = self.inner.readers.lock() {
+            if pool.len() < 8 {
+                pool.push(conn);
+            }
+        }
+        result
+    }
+
+    fn db_err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+        |e| StoreError::Database { path: self.inner.path.display().to_string(), source: e }
+    }
+
+    fn decode(&self, kind: &str, body: &str) -> Result<Value, StoreError> {
+        decode_body(&self.inner.keys, kind, body)
+    }
+
+    /// Reads one object (blocking; call from a blocking context).
+    pub fn get_blocking(&self, kind: Kind, namespace: &str, name: &str) -> Result<Option<Value>, StoreError> {
+        self.with_reader(|c| {
+            let body: Option<String> = c
+                .query_row(
+                    "SELECT body FROM objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
+                    params![kind.info().name, namespace, name],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(self.db_err())?;
+            body.map(|b| self.decode(kind.info().name, &b)).transpose()
+        })
+    }
+
+    /// Lists objects of a kind (in one namespace, or all with `None`) matching `selector`,
+    /// with the revision they were read at.
+    pub fn list_blocking(
+        &self,
+        kind: Kind,
+        namespace: Option<&str>,
+        selector: &LabelSelector,
+    ) -> Result<(Vec<Value>, u64), StoreError> {
+        self.with_reader(|c| {
+            let tx = c.unchecked_transaction().map_err(self.db_err())?;
+            let rev: i64 =
+                tx.query_row("SELECT value FROM meta WHERE key = 'revision'", [], |r| r.get(0)).map_err(self.db_err())?;
+            let mut out = Vec::new();
+            {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "SELECT body FROM objects WHERE kind = ?1 AND (?2 IS NULL OR namespace = ?2) ORDER BY namespace, name",
+                    )
+                    .map_err(self.db_err())?;
+                let rows = stmt.query_map(params![kind.info().name, namespace], |r| r.get::<_, String>(0)).map_err(self.db_err())?;
+                for row in rows {
+                    let v = self.decode(kind.info().name, &row.map_err(self.db_err())?)?;
+                    if selector.is_empty() || selector.matches(&labels_of(&v)) {
+                        out.push(v);
+                    }
+                }
+            }
+            tx.commit().map_err(self.db_err())?;
+            Ok((out, rev as u64))
+        })
+    }
+
+    /// Changes after `from_rev` still in the log, oldest first, or `Gone` when the log no
+    /// longer reaches back that far.
+    pub fn changes_since_blocking(&self, from_rev: u64) -> Result<Vec<Change>, StoreError> {
+        self.with_reader(|c| {
+            let oldest: Option<i64> =
+                c.query_row("SELECT MIN(rev) FROM changes", [], |r| r.get(0)).map_err(self.db_err())?;
+            let current = self.revision();
+            if let Some(oldest) = oldest {
+                if from_rev + 1 < oldest as u64 {
+                    return Err(StoreError::Gone(from_rev));
+                }
+            } else if from_rev < current {
+                return Err(StoreError::Gone(from_rev));
+            }
+            if from_rev > current {
+                return Ok(Vec::new());
+            }
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT rev, kind, namespace, name, op, body FROM changes WHERE rev > ?1 ORDER BY rev",
+                )
+                .map_err(self.db_err())?;
+            let rows = stmt
+                .query_map(params![from_rev as i64], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, String>(5)?,
+                    ))
+                })
+                .map_err(self.db_err())?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (rev, kind, namespace, name, op, body) = row.map_err(self.db_err())?;
+                let Some(k) = Kind::from_kind_name(&kind) else { continue };
+                out.push(Change {
+                    rev: rev as u64,
+                    kind: k,
+                    namespace,
+                    name,
+                    op: ChangeOp::parse(&op),
+                    object: self.decode(&kind, &body)?,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    /// Events about an object, newest last.
+    pub fn events_blocking(
+        &self,
+        namespace: &str,
+        kind: &str,
+        name: &str,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        self.with_reader(|c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT namespace, kind, name, uid, type, reason, message, source, count, first_time, last_time
+                     FROM events WHERE namespace = ?1 AND kind = ?2 AND name = ?3 ORDER BY last_time, id",
+                )
+                .map_err(self.db_err())?;
+            let rows = stmt
+                .query_map(params![namespace, kind, name], |r| {
+                    Ok(EventRecord {
+                        namespace: r.get(0)?,
+                        kind: r.get(1)?,
+                        name: r.get(2)?,
+                        uid: r.get(3)?,
+                        type_: r.get(4)?,
+                        reason: r.get(5)?,
+                        message: r.get(6)?,
+                        source: r.get(7)?,
+                        count: r.get(8)?,
+                        first_time: r.get(9)?,
+                        last_time: r.get(10)?,
+                    })
+                })
+                .map_err(self.db_err())?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(self.db_err())
+        })
+    }
+
+    /// A cheap liveness check of the database: a read on a pooled connection.
+    pub fn health_blocking(&self) -> Result<(), StoreError> {
+        self.with_reader(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(self.db_err()))
+    }
+
+    /// Async wrappers run the blocking reads on tokio's blocking pool.
+    pub async fn get(&self, kind: Kind, namespace: &str, name: &str) -> Result<Option<Value>, StoreError> {
+        let (s, ns, n) = (self.clone(), namespace.to_string(), name.to_string());
+        spawn_blocking(move || s.get_blocking(kind, &ns, &n)).await
+    }
+
+    pub async fn list(
+        &self,
+        kind: Kind,
+        namespace: Option<&str>,
+        selector: &LabelSelector,
+    ) -> Result<(Vec<Value>, u64), StoreError> {
+        let (s, ns, sel) = (self.clone(), namespace.map(str::to_string), selector.clone());
+        spawn_blocking(move || s.list_blocking(kind, ns.as_deref(), &sel)).await
+    }
+
+    pub async fn changes_since(&self, from_rev: u64) -> Result<Vec<Change>, StoreError> {
+        let s = self.clone();
+        spawn_blocking(move || s.changes_since_blocking(from_rev)).await
+    }
+
+    pub async fn events(
+        &self,
+        namespace: &str,
+        kind: &str,
+        name: &str,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let (s, ns, k, n) = (self.clone(), namespace.to_string(), kind.to_string(), name.to_string());
+        spawn_blocking(move || s.events_blocking(&ns, &k, &n)).await
+    }
+
+    pub async fn health(&self) -> Result<(), StoreError> {
+        let s = self.clone();
+        spawn_blocking(move || s.health_blocking()).await
+    }
+
+    /// Stops the writer after the queued writes and waits for it (a clean shutdown).
+    pub fn close(&self) {
+        if let Ok(mut w) = self.inner.writer.lock() {
+            w.take();
+        }
+        if let Some(t) = self.inner.writer_thread.lock().ok().and_then(|mut t| t.take()) {
+            let _ = t.join();
+        }
+    }
+}
+
+async fn spawn_blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f).await.map_err(|_| StoreError::Closed)?
+}
+
+/// Re-encrypts every stored Secret (objects and change log) that is not sealed with the
+/// primary key, in one transaction: the second half of a key rotation.
+fn reencrypt(conn: &Connection, path: &Path, keys: &KeyRing) -> Result<(), StoreError> {
+    let db = |e| StoreError::Database { path: path.display().to_string(), source: e };
+    let tx = conn.unchecked_transaction().map_err(db)?;
+    let mut n = 0;
+    for (table, key_col) in [("objects", "name"), ("changes", "rev")] {
+        let rows: Vec<(String, String, String)> = {
+            let sql = format!("SELECT namespace, {key_col}, body FROM {table} WHERE kind = 'Secret'");
+            let mut stmt = tx.prepare(&sql).map_err(db)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, rusqlite::types::Value>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
+                })
+                .map_err(db)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (ns, key, body) = row.map_err(db)?;
+                let key = match key {
+                    rusqlite::types::Value::Integer(i) => i.to_string(),
+                    rusqlite::types::Value::Text(t) => t,
+                    _ => continue,
+                };
+                out.push((ns, key, body));
+            }
+            out
+        };
+        for (ns, key, body) in rows {
+            if KeyRing::key_of(&body) == Some(keys.primary_id()) {
+                continue;
+            }
+            let plain = if KeyRing::is_encrypted(&body) { keys.decrypt(&body)? } else { body.into_bytes() };
+            let sealed = keys.encrypt(&plain);
+            let sql = format!(
+                "UPDATE {table} SET body = ?1 WHERE kind = 'Secret' AND namespace = ?2 AND {key_col} = ?3"
+            );
+            tx.execute(&sql, params![sealed, ns, key]).map_err(db)?;
+            n += 1;
+        }
+    }
+    tx.commit().map_err(db)?;
+    if n > 0 {
+        tracing::info!(
+            count = n,
+            key = keys.primary_id(),
+            "re-encrypted stored secrets with the primary key"
+        );
+    }
+    Ok(())
+}
+
+/// Labels of a JSON object.
+pub fn labels_of(v: &Value) -> flotilla_shared::selector::Labels {
+    v.get("metadata")
+        .and_then(|m| m.get("labels"))
+        .and_then(Value::as_object)
+        .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string()))).collect())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests;
+
+/// Stored body → JSON; Secrets are decrypted.
+fn decode_body(keys: &KeyRing, kind: &str, body: &str) -> Result<Value, StoreError> {
+    if kind == "Secret" && KeyRing::is_encrypted(body) {
+        let plain = keys.decrypt(body)?;
+        return serde_json::from_slice(&plain).map_err(|e| StoreError::Decode(e.to_string()));
+    }
+    serde_json::from_str(body).map_err(|e| StoreError::Decode(e.to_string()))
+}
+
+/// JSON → stored body; Secrets are encrypted.
+fn encode_body(keys: &KeyRing, kind: Kind, v: &Value) -> String {
+    let text = v.to_string();
+    if kind == Kind::Secret {
+        keys.encrypt(text.as_bytes())
+    } else {
+        text
+    }
+}
