@@ -14,7 +14,9 @@ step() { printf '\n==> %s\n' "$*"; }
 
 # Debian packages the build and tests need.
 need_pkgs=()
-for p in build-essential pkg-config; do
+# libseccomp-dev: libcontainer's seccomp support; busybox-static: the tests' container images;
+# openssl: the TLS test's certificates.
+for p in build-essential pkg-config libseccomp-dev busybox-static openssl; do
   dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then

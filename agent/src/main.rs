@@ -1,9 +1,32 @@
-//! Entry point of `flotilla-agent`.
+//! Entry point of `flotilla-agent`. The `shim` command is dispatched before anything else runs:
+//! it must stay single-threaded for libcontainer.
 
 use clap::Parser;
+use flotilla_agent::{Cli, Command};
 
 fn main() {
-    let _cli = flotilla_agent::Cli::parse();
-    eprintln!("flotilla-agent {}: no command yet (see `--help`)", env!("CARGO_PKG_VERSION"));
-    std::process::exit(2);
+    let cli = Cli::parse();
+    // The shim's logging also runs inside the container's init (libcontainer forks it), where
+    // stderr is the container's: keep it to errors unless FLOTILLA_SHIM_LOG asks for more.
+    let filter = match cli.command {
+        Command::Shim { .. } => tracing_subscriber::EnvFilter::new(
+            std::env::var("FLOTILLA_SHIM_LOG").unwrap_or_else(|_| "error".into()),
+        ),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
+    let code = match cli.command {
+        Command::Shim { launch } => match flotilla_agent::runtime::shim::run(&launch) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("flotilla-agent shim: {e:#}");
+                1
+            }
+        },
+    };
+    std::process::exit(code);
 }

@@ -1,0 +1,6 @@
+//! The container runtime: OCI specs from pod specs, and (in `shim`) the single-threaded helper
+//! process that creates and supervises one container through libcontainer.
+
+pub mod seccomp;
+pub mod shim;
+pub mod spec;

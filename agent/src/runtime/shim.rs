@@ -1,0 +1,459 @@
+//! The per-container shim: the agent binary re-executed as `flotilla-agent shim LAUNCH.json`,
+//! single-threaded (libcontainer forks with raw `clone3` and must not run in a multi-threaded
+//! process), in its own session and as a child subreaper. It assembles the root filesystem,
+//! creates and starts the container through libcontainer, owns its stdout and stderr and writes
+//! them to a size-rotated log, waits for it, records the exit (code, signal, OOM kill) in a
+//! file, and cleans up. Containers and shims outlive the agent; a restarted agent reads the
+//! files the shim keeps to adopt it.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::syscall::syscall::SyscallType;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+/// How to get the container's root filesystem in place at `<bundle>/rootfs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RootfsSource {
+    /// overlayfs over the image's unpacked layers (bottom first), with a per-container upper.
+    Overlay { lower: Vec<PathBuf>, upper: PathBuf, work: PathBuf },
+    /// A directory already prepared (the copy fallback), bind-mounted.
+    Bind { path: PathBuf },
+}
+
+/// What the agent asks a shim to run; written next to the bundle as `launch.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Launch {
+    pub id: String,
+    /// The bundle directory holding `config.json`; the rootfs is mounted at `<bundle>/rootfs`.
+    pub bundle: PathBuf,
+    /// libcontainer's state root.
+    pub state_root: PathBuf,
+    pub rootfs: RootfsSource,
+    pub log: PathBuf,
+    pub log_max_bytes: u64,
+    /// Where the shim records the running process and, later, the exit.
+    pub status_dir: PathBuf,
+    /// The cgroup v1 memory controller directory of the container, for OOM detection.
+    pub memory_cgroup: Option<PathBuf>,
+}
+
+/// Written when the container has started: enough for a restarted agent to adopt it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Running {
+    pub pid: i32,
+    /// The process start time (clock ticks since boot, /proc/<pid>/stat field 22), to tell
+    /// this process from a later one that reuses its pid.
+    pub start_ticks: u64,
+    pub shim_pid: i32,
+    pub started_at: String,
+}
+
+/// Written when the container has exited.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Exited {
+    pub exit_code: i32,
+    pub signal: Option<i32>,
+    pub oom_killed: bool,
+    pub started_at: String,
+    pub finished_at: String,
+    /// Set when the container never started.
+    pub error: Option<String>,
+}
+
+pub const RUNNING_FILE: &str = "running.json";
+pub const EXITED_FILE: &str = "exited.json";
+
+/// The process start time of `pid` in clock ticks, from `/proc/<pid>/stat`.
+pub fn start_ticks(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces and parentheses: count from the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// RFC 3339 UTC with nanoseconds, as CRI logs and Kubernetes timestamps use.
+pub fn now_rfc3339() -> String {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    format_unix(d.as_secs() as i64, d.subsec_nanos())
+}
+
+/// Formats Unix time as `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ` (civil-from-days, no time crate).
+pub fn format_unix(secs: i64, nanos: u32) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Writes `data` to `path` atomically (temp file, fsync, rename).
+pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// A log file in the CRI format (`<time> <stream> <F|P> <text>`), rotated by size: the
+/// current file is renamed to `<name>.1` (replacing the previous one) when it would grow past
+/// the limit.
+struct Log {
+    path: PathBuf,
+    file: File,
+    size: u64,
+    max: u64,
+    partial: [Vec<u8>; 2],
+}
+
+impl Log {
+    fn open(path: &Path, max: u64) -> std::io::Result<Log> {
+        if let Some(d) = path.parent() {
+            std::fs::create_dir_all(d)?;
+        }
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let size = file.metadata()?.len();
+        Ok(Log {
+            path: path.to_path_buf(),
+            file,
+            size,
+            max: max.max(4096),
+            partial: [Vec::new(), Vec::new()],
+        })
+    }
+
+    fn write_line(&mut self, stream: usize, text: &[u8], full: bool) -> std::io::Result<()> {
+        let name = if stream == 0 { "stdout" } else { "stderr" };
+        let mut line = format!("{} {name} {} ", now_rfc3339(), if full { 'F' } else { 'P' }).into_bytes();
+        line.extend_from_slice(text);
+        line.push(b'\n');
+        if self.size + line.len() as u64 > self.max && self.size > 0 {
+            let rotated = self.path.with_extension(format!(
+                "{}.1",
+                self.path.extension().and_then(|e| e.to_str()).unwrap_or("log")
+            ));
+            std::fs::rename(&self.path, rotated)?;
+            self.file = OpenOptions::new().create(true).append(true).open(&self.path)?;
+            self.size = 0;
+        }
+        self.file.write_all(&line)?;
+        self.size += line.len() as u64;
+        Ok(())
+    }
+
+    /// Appends bytes read from a stream, emitting complete lines; long lines are cut into
+    /// partial (`P`) records of at most 16 KiB, as CRI runtimes do.
+    fn feed(&mut self, stream: usize, data: &[u8]) -> std::io::Result<()> {
+        let mut buf = std::mem::take(&mut self.partial[stream]);
+        buf.extend_from_slice(data);
+        let mut start = 0;
+        while let Some(nl) = buf[start..].iter().position(|b| *b == b'\n') {
+            self.write_line(stream, &buf[start..start + nl], true)?;
+            start += nl + 1;
+        }
+        let mut rest = buf.split_off(start);
+        while rest.len() > 16 * 1024 {
+            let tail = rest.split_off(16 * 1024);
+            self.write_line(stream, &rest, false)?;
+            rest = tail;
+        }
+        self.partial[stream] = rest;
+        Ok(())
+    }
+
+    fn flush_partial(&mut self) -> std::io::Result<()> {
+        for s in 0..2 {
+            let rest = std::mem::take(&mut self.partial[s]);
+            if !rest.is_empty() {
+                self.write_line(s, &rest, true)?;
+            }
+        }
+        self.file.sync_data()
+    }
+}
+
+fn mount_rootfs(launch: &Launch, target: &Path) -> anyhow::Result<()> {
+    use nix::mount::{mount, MsFlags};
+    std::fs::create_dir_all(target)?;
+    match &launch.rootfs {
+        RootfsSource::Overlay { lower, upper, work } => {
+            std::fs::create_dir_all(upper)?;
+            std::fs::create_dir_all(work)?;
+            let lowers: Vec<String> = lower.iter().rev().map(|p| p.display().to_string()).collect();
+            let opts = format!(
+                "lowerdir={},upperdir={},workdir={}",
+                lowers.join(":"),
+                upper.display(),
+                work.display()
+            );
+            mount(Some("overlay"), target, Some("overlay"), MsFlags::empty(), Some(opts.as_str()))
+                .with_context(|| format!("mounting overlay at {} ({opts})", target.display()))?;
+        }
+        RootfsSource::Bind { path } => {
+            mount(
+                Some(path.as_path()),
+                target,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .with_context(|| format!("bind-mounting {} at {}", path.display(), target.display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn drain_nonblocking(fd: &OwnedFd, stream: usize, log: &mut Log) {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let _ = fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
+    let mut buf = [0u8; 16 * 1024];
+    for _ in 0..64 {
+        match nix::unistd::read(fd.as_raw_fd(), &mut buf) {
+            Ok(n) if n > 0 => {
+                let _ = log.feed(stream, &buf[..n]);
+            }
+            _ => break,
+        }
+    }
+}
+
+fn oom_kills(cgroup: &Option<PathBuf>) -> u64 {
+    let Some(dir) = cgroup else { return 0 };
+    // cgroup v1: memory.oom_control has `oom_kill N` (Linux 4.13+); v2: memory.events.
+    for (file, key) in [("memory.oom_control", "oom_kill "), ("memory.events", "oom_kill ")] {
+        if let Ok(text) = std::fs::read_to_string(dir.join(file)) {
+            if let Some(n) =
+                text.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| v.trim().parse().ok())
+            {
+                return n;
+            }
+        }
+    }
+    0
+}
+
+/// Runs the shim for `launch` to completion. Must be called before any other thread exists.
+pub fn run(launch_path: &Path) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(launch_path).with_context(|| format!("reading {}", launch_path.display()))?;
+    let launch: Launch =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", launch_path.display()))?;
+    // A session of its own (no terminal signals from the agent's), and the subreaper that
+    // collects the container's exit status however libcontainer forked it.
+    let _ = nix::unistd::setsid();
+    nix::sys::prctl::set_child_subreaper(true).context("becoming a child subreaper")?;
+    std::fs::create_dir_all(&launch.status_dir)?;
+    let started_at = now_rfc3339();
+    let record_failure = |e: &anyhow::Error| {
+        let ex = Exited {
+            exit_code: 128,
+            signal: None,
+            oom_killed: false,
+            started_at: started_at.clone(),
+            finished_at: now_rfc3339(),
+            error: Some(format!("{e:#}")),
+        };
+        let _ =
+            write_atomic(&launch.status_dir.join(EXITED_FILE), &serde_json::to_vec(&ex).unwrap_or_default());
+    };
+    let rootfs = launch.bundle.join("rootfs");
+    if let Err(e) = mount_rootfs(&launch, &rootfs) {
+        record_failure(&e);
+        return Err(e);
+    }
+    let result = supervise(&launch, &started_at);
+    let _ = nix::mount::umount2(&rootfs, nix::mount::MntFlags::MNT_DETACH);
+    if let Err(e) = &result {
+        record_failure(e);
+    }
+    result
+}
+
+fn supervise(launch: &Launch, started_at: &str) -> anyhow::Result<()> {
+    let mut log = Log::open(&launch.log, launch.log_max_bytes)?;
+    let (out_r, out_w) = nix::unistd::pipe()?;
+    let (err_r, err_w) = nix::unistd::pipe()?;
+    let devnull: OwnedFd = File::open("/dev/null")?.into();
+    let created = ContainerBuilder::new(launch.id.clone(), SyscallType::Linux)
+        .with_root_path(&launch.state_root)
+        .context("libcontainer state root")?
+        .validate_id()
+        .context("container id")?
+        .with_stdin(devnull)
+        .with_stdout(out_w)
+        .with_stderr(err_w)
+        .as_init(&launch.bundle)
+        .with_systemd(false)
+        .with_detach(true)
+        .build()
+        .context("creating the container")
+        .and_then(|mut c| c.start().context("starting the container").map(|()| c));
+    let mut container = match created {
+        Ok(c) => c,
+        Err(e) => {
+            // Whatever the container's init wrote before failing explains why: keep it.
+            for (i, fd) in [&out_r, &err_r].into_iter().enumerate() {
+                drain_nonblocking(fd, i, &mut log);
+            }
+            let _ = log.flush_partial();
+            return Err(e);
+        }
+    };
+    let pid = container.pid().map(Pid::as_raw).context("the container has no pid")?;
+    let running = Running {
+        pid,
+        start_ticks: start_ticks(pid).unwrap_or(0),
+        shim_pid: std::process::id() as i32,
+        started_at: started_at.to_string(),
+    };
+    write_atomic(&launch.status_dir.join(RUNNING_FILE), &serde_json::to_vec(&running)?)?;
+
+    let mut open = [Some(out_r), Some(err_r)];
+    let mut status: Option<WaitStatus> = None;
+    let mut exited_at: Option<Instant> = None;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        // Reap every child (we are a subreaper); remember the container's init.
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(s) => {
+                    if s.pid() == Some(Pid::from_raw(pid)) {
+                        status = Some(s);
+                        exited_at.get_or_insert_with(Instant::now);
+                    }
+                }
+            }
+        }
+        let fds: Vec<(usize, &OwnedFd)> =
+            open.iter().enumerate().filter_map(|(i, f)| f.as_ref().map(|f| (i, f))).collect();
+        if fds.is_empty() || exited_at.is_some_and(|t| t.elapsed() > Duration::from_secs(2)) {
+            if status.is_some() {
+                break;
+            }
+            if fds.is_empty() {
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        }
+        let mut pfds: Vec<PollFd> =
+            fds.iter().map(|(_, f)| PollFd::new(f.as_fd(), PollFlags::POLLIN)).collect();
+        let n = poll(&mut pfds, PollTimeout::from(200u16)).unwrap_or(0);
+        let ready: Vec<(usize, bool)> = pfds
+            .iter()
+            .zip(fds.iter())
+            .map(|(p, (i, _))| (*i, p.revents().is_some_and(|r| !r.is_empty())))
+            .collect();
+        drop(pfds);
+        if n <= 0 {
+            continue;
+        }
+        for (i, is_ready) in ready {
+            if !is_ready {
+                continue;
+            }
+            let Some(fd) = open[i].as_ref() else { continue };
+            match nix::unistd::read(fd.as_raw_fd(), &mut buf) {
+                Ok(0) | Err(_) => open[i] = None,
+                Ok(n) => log.feed(i, &buf[..n])?,
+            }
+        }
+    }
+    log.flush_partial()?;
+    let (exit_code, signal) = match status {
+        Some(WaitStatus::Exited(_, code)) => (code, None),
+        Some(WaitStatus::Signaled(_, sig, _)) => (128 + sig as i32, Some(sig as i32)),
+        _ => (255, None),
+    };
+    let oom_killed =
+        signal == Some(nix::sys::signal::Signal::SIGKILL as i32) && oom_kills(&launch.memory_cgroup) > 0;
+    let exited = Exited {
+        exit_code,
+        signal,
+        oom_killed,
+        started_at: started_at.to_string(),
+        finished_at: now_rfc3339(),
+        error: None,
+    };
+    if let Err(e) = container.delete(true) {
+        tracing::warn!(error = %e, id = %launch.id, "deleting the container failed");
+    }
+    write_atomic(&launch.status_dir.join(EXITED_FILE), &serde_json::to_vec(&exited)?)?;
+    if exit_code == 255 && status.is_none() {
+        bail!("lost track of the container's process");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unix_time_formats_like_rfc3339() {
+        assert_eq!(format_unix(0, 0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(format_unix(1_764_410_400, 5), "2025-11-29T10:00:00.000000005Z");
+        assert_eq!(format_unix(951_782_400, 0), "2000-02-29T00:00:00.000000000Z");
+        assert_eq!(format_unix(-1, 0), "1969-12-31T23:59:59.000000000Z");
+    }
+
+    #[test]
+    fn logs_are_cri_lines_and_rotate() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        let mut log = Log::open(&path, 4096).unwrap();
+        log.feed(0, b"hello\nwor").unwrap();
+        log.feed(1, b"oops\n").unwrap();
+        log.feed(0, b"ld\n").unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().map(|l| l.split_once(' ').unwrap().1).collect();
+        assert_eq!(lines, ["stdout F hello", "stderr F oops", "stdout F world"]);
+        for _ in 0..100 {
+            log.feed(0, &[b'x'; 100]).unwrap();
+            log.feed(0, b"\n").unwrap();
+        }
+        assert!(std::fs::metadata(&path).unwrap().len() <= 4096);
+        assert!(dir.path().join("0.log.1").exists());
+        log.feed(0, &vec![b'y'; 40_000]).unwrap();
+        log.flush_partial().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap()
+            + &std::fs::read_to_string(dir.path().join("0.log.1")).unwrap();
+        assert!(text.lines().any(|l| l.contains(" stdout P ")), "long lines are split into partial records");
+    }
+
+    #[test]
+    fn start_ticks_of_self() {
+        let t = start_ticks(std::process::id() as i32);
+        assert!(t.is_some_and(|t| t > 0));
+        assert_eq!(start_ticks(i32::MAX), None);
+    }
+}
