@@ -8,10 +8,12 @@ fn main() {
     let cli = Cli::parse();
     // The shim's logging also runs inside the container's init (libcontainer forks it), where
     // stderr is the container's: keep it to errors unless FLOTILLA_SHIM_LOG asks for more.
-    let filter = match cli.command {
+    let filter = match &cli.command {
         Command::Shim { .. } => tracing_subscriber::EnvFilter::new(
             std::env::var("FLOTILLA_SHIM_LOG").unwrap_or_else(|_| "error".into()),
         ),
+        _ => tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
     };
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -19,14 +21,15 @@ fn main() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
-    let code = match cli.command {
-        Command::Shim { launch } => match flotilla_agent::runtime::shim::run(&launch) {
+    let code = match &cli.command {
+        Command::Shim { launch } => match flotilla_agent::runtime::shim::run(launch) {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("flotilla-agent shim: {e:#}");
                 1
             }
         },
+        _ => flotilla_agent::cli::run(cli),
     };
     std::process::exit(code);
 }

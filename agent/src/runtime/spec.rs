@@ -28,6 +28,18 @@ pub struct ImageFacts {
     pub user: Option<String>,
 }
 
+impl From<&crate::image::RuntimeConfig> for ImageFacts {
+    fn from(c: &crate::image::RuntimeConfig) -> Self {
+        ImageFacts {
+            entrypoint: c.entrypoint.clone(),
+            cmd: c.cmd.clone(),
+            env: c.env.clone(),
+            working_dir: c.working_dir.clone(),
+            user: c.user.clone(),
+        }
+    }
+}
+
 /// How the container joins the pod's namespaces.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Namespaces {
