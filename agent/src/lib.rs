@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod image;
+pub mod node;
 pub mod reconcile;
 pub mod runtime;
 

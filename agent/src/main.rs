@@ -29,6 +29,15 @@ fn main() {
                 1
             }
         },
+        Command::Sandbox { info, hostname, host_network } => {
+            match flotilla_agent::runtime::sandbox::run(info, hostname, *host_network) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("flotilla-agent sandbox: {e:#}");
+                    1
+                }
+            }
+        }
         _ => flotilla_agent::cli::run(cli),
     };
     std::process::exit(code);

@@ -109,6 +109,7 @@ fn run_from_store(root: &Path, reference: &str, tmp: &Path) -> String {
         additional_gids: vec![],
         pids_limit: 64,
         host_caps: vec![],
+        swap_accounting: true,
     })
     .unwrap();
     // The image's Cmd is `sh`; `args` replaces it, so argv is the image's (empty) entrypoint + args.
@@ -125,6 +126,7 @@ fn run_from_store(root: &Path, reference: &str, tmp: &Path) -> String {
         log_max_bytes: 1 << 20,
         status_dir: tmp.join("status"),
         memory_cgroup: None,
+        allow_devices: false,
     };
     let lp: PathBuf = tmp.join("launch.json");
     std::fs::write(&lp, serde_json::to_vec(&launch).unwrap()).unwrap();

@@ -70,6 +70,7 @@ fn run_pod(dir: &Path, yaml: &str) -> Run {
         additional_gids: vec![],
         pids_limit: 128,
         host_caps: spec::own_bounding_caps(),
+        swap_accounting: spec::host_swap_accounting(),
     };
     let config = spec::build(&input).unwrap();
     std::fs::write(bundle.join("config.json"), serde_json::to_vec_pretty(&config).unwrap()).unwrap();
@@ -83,6 +84,7 @@ fn run_pod(dir: &Path, yaml: &str) -> Run {
         log_max_bytes: 1 << 20,
         status_dir: status_dir.clone(),
         memory_cgroup: Some(PathBuf::from(format!("/sys/fs/cgroup/memory/flotilla-test/{id}"))),
+        allow_devices: false,
     };
     let launch_path = dir.join("launch.json");
     std::fs::write(&launch_path, serde_json::to_vec(&launch).unwrap()).unwrap();

@@ -1,6 +1,7 @@
 //! The agent's command line: argument definitions and dispatch of the local commands.
 
 mod images;
+mod local;
 
 use std::path::PathBuf;
 
@@ -19,6 +20,36 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the pods defined in a directory of manifests (static pods), following changes.
+    Run {
+        /// The directory of pod manifests (*.yaml, *.yml, *.json, searched recursively).
+        #[arg(long)]
+        manifests: PathBuf,
+        /// Runtime directory for what must not survive a reboot.
+        #[arg(long, default_value = "/run/flotilla-agent")]
+        run_dir: PathBuf,
+        /// This node's name (default: the host name).
+        #[arg(long)]
+        node_name: Option<String>,
+    },
+    /// List the pods and containers this agent runs.
+    Ps,
+    /// Print a container's log.
+    Logs {
+        /// The pod's name.
+        pod: String,
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+        /// The container (default: the pod's first container).
+        #[arg(short = 'c', long)]
+        container: Option<String>,
+        /// Keep printing as the log grows.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Only the last N lines.
+        #[arg(long)]
+        tail: Option<usize>,
+    },
     /// Manage the local image store.
     #[command(subcommand)]
     Image(ImageCommand),
@@ -27,6 +58,16 @@ pub enum Command {
     Shim {
         /// The launch file the agent wrote.
         launch: PathBuf,
+    },
+    /// Hold a pod's namespaces (started by the agent itself; not for interactive use).
+    #[command(hide = true)]
+    Sandbox {
+        #[arg(long)]
+        info: PathBuf,
+        #[arg(long)]
+        hostname: String,
+        #[arg(long)]
+        host_network: bool,
     },
 }
 
@@ -48,7 +89,26 @@ pub enum ImageCommand {
 pub fn run(cli: Cli) -> i32 {
     let result = match cli.command {
         Command::Image(cmd) => images::run(&cli.state_dir.join("images"), cmd),
-        Command::Shim { .. } => Ok(()), // dispatched in main before logging starts
+        Command::Run { manifests, run_dir, node_name } => {
+            let node_name = node_name.unwrap_or_else(|| {
+                nix::unistd::gethostname()
+                    .ok()
+                    .and_then(|h| h.into_string().ok())
+                    .unwrap_or_else(|| "localhost".into())
+            });
+            crate::node::run(crate::node::RunOptions {
+                manifests,
+                paths: crate::node::paths::Paths::new(&cli.state_dir, &run_dir),
+                node_name: node_name.to_lowercase(),
+                max_rounds: None,
+            })
+        }
+        Command::Ps => local::ps(&cli.state_dir),
+        Command::Logs { pod, namespace, container, follow, tail } => {
+            local::logs(&cli.state_dir, &namespace, &pod, container.as_deref(), follow, tail)
+        }
+        // Dispatched in main, before logging starts.
+        Command::Shim { .. } | Command::Sandbox { .. } => Ok(()),
     };
     match result {
         Ok(()) => 0,

@@ -111,6 +111,12 @@ impl ImageStore {
     pub fn open_with(root: &Path, opts: UnpackOptions) -> Result<Self, StoreError> {
         let tmp = root.join("tmp");
         fs::create_dir_all(root).map_err(io_err(root))?;
+        // Unpacked layers keep their owners, set-id bits and device nodes: only root may look
+        // inside the store, or any local user could run an image's setuid binaries.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(root, fs::Permissions::from_mode(0o700)).map_err(io_err(root))?;
+        }
         let lock_path = root.join("lock");
         let lock_file = fs::OpenOptions::new()
             .create(true)

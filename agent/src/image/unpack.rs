@@ -424,7 +424,10 @@ impl Unpacker<'_> {
         }
         // After chown, which clears set-id bits.
         file.set_permissions(fs::Permissions::from_mode(a.mode)).map_err(|e| self.io(path, e))?;
-        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(a.mtime);
+        // A crafted mtime (base-256, up to u64::MAX) must not overflow: clamp it.
+        let t = SystemTime::UNIX_EPOCH
+            .checked_add(Duration::from_secs(a.mtime.min(i64::MAX as u64 / 2)))
+            .unwrap_or(SystemTime::UNIX_EPOCH);
         file.set_times(fs::FileTimes::new().set_modified(t).set_accessed(t)).map_err(|e| self.io(path, e))
     }
 

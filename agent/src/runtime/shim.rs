@@ -46,6 +46,10 @@ pub struct Launch {
     pub status_dir: PathBuf,
     /// The cgroup v1 memory controller directory of the container, for OOM detection.
     pub memory_cgroup: Option<PathBuf>,
+    /// Privileged containers may use device nodes from their image; everyone else's root
+    /// filesystem is mounted `nodev` (a device node in a layer must not open the host's disk).
+    #[serde(default)]
+    pub allow_devices: bool,
 }
 
 /// Written when the container has started: enough for a restarted agent to adopt it.
@@ -204,6 +208,7 @@ impl Log {
 fn mount_rootfs(launch: &Launch, target: &Path) -> anyhow::Result<()> {
     use nix::mount::{mount, MsFlags};
     std::fs::create_dir_all(target)?;
+    let nodev = if launch.allow_devices { MsFlags::empty() } else { MsFlags::MS_NODEV };
     match &launch.rootfs {
         RootfsSource::Overlay { lower, upper, work } => {
             std::fs::create_dir_all(upper)?;
@@ -215,7 +220,7 @@ fn mount_rootfs(launch: &Launch, target: &Path) -> anyhow::Result<()> {
                 upper.display(),
                 work.display()
             );
-            mount(Some("overlay"), target, Some("overlay"), MsFlags::empty(), Some(opts.as_str()))
+            mount(Some("overlay"), target, Some("overlay"), nodev, Some(opts.as_str()))
                 .with_context(|| format!("mounting overlay at {} ({opts})", target.display()))?;
         }
         RootfsSource::Bind { path } => {
@@ -316,7 +321,14 @@ fn supervise(launch: &Launch, started_at: &str) -> anyhow::Result<()> {
         .with_detach(true)
         .build()
         .context("creating the container")
-        .and_then(|mut c| c.start().context("starting the container").map(|()| c));
+        .and_then(|mut c| match c.start() {
+            Ok(()) => Ok(c),
+            Err(e) => {
+                // Do not leave a parked init, its cgroup or its state behind.
+                let _ = c.delete(true);
+                Err(anyhow::Error::from(e).context("starting the container"))
+            }
+        });
     let mut container = match created {
         Ok(c) => c,
         Err(e) => {
@@ -328,19 +340,28 @@ fn supervise(launch: &Launch, started_at: &str) -> anyhow::Result<()> {
             return Err(e);
         }
     };
-    let pid = container.pid().map(Pid::as_raw).context("the container has no pid")?;
+    let Some(pid) = container.pid().map(Pid::as_raw) else {
+        let _ = container.delete(true);
+        bail!("the container has no pid");
+    };
     let running = Running {
         pid,
         start_ticks: start_ticks(pid).unwrap_or(0),
         shim_pid: std::process::id() as i32,
         started_at: started_at.to_string(),
     };
-    write_atomic(&launch.status_dir.join(RUNNING_FILE), &serde_json::to_vec(&running)?)?;
+    if let Err(e) = write_atomic(&launch.status_dir.join(RUNNING_FILE), &serde_json::to_vec(&running)?) {
+        // Without the record nobody could adopt the container: stop it rather than leak it.
+        let _ = container.kill(nix::sys::signal::Signal::SIGKILL, true);
+        let _ = container.delete(true);
+        return Err(anyhow::Error::from(e).context("recording the running container"));
+    }
 
     let mut open = [Some(out_r), Some(err_r)];
     let mut status: Option<WaitStatus> = None;
     let mut exited_at: Option<Instant> = None;
     let mut buf = vec![0u8; 64 * 1024];
+    let mut dropped = 0usize;
     loop {
         // Reap every child (we are a subreaper); remember the container's init.
         loop {
@@ -384,11 +405,19 @@ fn supervise(launch: &Launch, started_at: &str) -> anyhow::Result<()> {
             let Some(fd) = open[i].as_ref() else { continue };
             match nix::unistd::read(fd.as_raw_fd(), &mut buf) {
                 Ok(0) | Err(_) => open[i] = None,
-                Ok(n) => log.feed(i, &buf[..n])?,
+                Ok(n) => {
+                    // A full disk must not end supervision of a live container: drop the
+                    // output, keep reading and waiting.
+                    if log.feed(i, &buf[..n]).is_err() {
+                        dropped += n;
+                    }
+                }
             }
         }
     }
-    log.flush_partial()?;
+    if log.flush_partial().is_err() || dropped > 0 {
+        tracing::warn!(id = %launch.id, dropped, "some container output could not be logged");
+    }
     let (exit_code, signal) = match status {
         Some(WaitStatus::Exited(_, code)) => (code, None),
         Some(WaitStatus::Signaled(_, sig, _)) => (128 + sig as i32, Some(sig as i32)),

@@ -81,6 +81,9 @@ pub struct SpecInput<'a> {
     /// The capabilities the agent itself holds (its bounding set): a privileged container gets
     /// these, as with Docker, since no process can grant more than it has.
     pub host_caps: Vec<String>,
+    /// Whether the host accounts swap in the memory cgroup (`memory.memsw.*` on cgroup v1);
+    /// without it a swap limit cannot be written.
+    pub swap_accounting: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -164,18 +167,19 @@ const CPU_PERIOD: u64 = 100_000;
 /// The argv Kubernetes runs: `command` replaces the image's Entrypoint (and drops its Cmd),
 /// `args` replaces Cmd; `$(VAR)` references are expanded from `env`.
 pub fn argv(c: &Container, image: &ImageFacts, env: &[(String, String)]) -> Result<Vec<String>, SpecError> {
+    // Only the pod's own command and args are expanded, as the kubelet does; the image's
+    // Entrypoint and Cmd are taken literally.
+    let vars: BTreeMap<&str, &str> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let pod = |v: &Vec<String>| -> Vec<String> { v.iter().map(|a| expand(a, &vars)).collect() };
     let argv: Vec<String> = match (&c.command, &c.args) {
-        (Some(cmd), args) => cmd.iter().chain(args.iter().flatten()).cloned().collect(),
-        (None, Some(args)) => image.entrypoint.iter().chain(args.iter()).cloned().collect(),
+        (Some(cmd), args) => pod(cmd).into_iter().chain(args.iter().flat_map(pod)).collect(),
+        (None, Some(args)) => image.entrypoint.iter().cloned().chain(pod(args)).collect(),
         (None, None) => image.entrypoint.iter().chain(image.cmd.iter()).cloned().collect(),
     };
     if argv.is_empty() {
         return Err(SpecError::NoCommand { container: c.name.clone() });
     }
-    let vars: BTreeMap<&str, &str> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    // Only the pod's own command and args are expanded, as the kubelet does; the image's
-    // entrypoint is taken literally — but expanding a string without `$(` is the identity.
-    Ok(argv.iter().map(|a| expand(a, &vars)).collect())
+    Ok(argv)
 }
 
 /// Kubernetes' `$(VAR)` expansion: defined variables are replaced, undefined references are
@@ -210,8 +214,8 @@ pub fn expand(s: &str, vars: &BTreeMap<&str, &str>) -> String {
     out
 }
 
-/// The environment: the image's, then the pod's (later entries win), with `$(VAR)` in values
-/// expanded from what came before, and a default PATH.
+/// The environment: the image's, then the pod's (later entries win), with `$(VAR)` in the pod's
+/// values expanded from the pod's earlier entries only (as the kubelet does), and a default PATH.
 pub fn environment(image: &ImageFacts, pod_env: &[(String, String)]) -> Vec<String> {
     fn set(order: &mut Vec<String>, values: &mut BTreeMap<String, String>, k: String, v: String) {
         if !values.contains_key(&k) {
@@ -225,11 +229,13 @@ pub fn environment(image: &ImageFacts, pod_env: &[(String, String)]) -> Vec<Stri
         let (k, v) = e.split_once('=').unwrap_or((e.as_str(), ""));
         set(&mut order, &mut values, k.to_string(), v.to_string());
     }
+    let mut pod_vars: BTreeMap<String, String> = BTreeMap::new();
     for (k, v) in pod_env {
         let expanded = {
-            let vars: BTreeMap<&str, &str> = values.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+            let vars: BTreeMap<&str, &str> = pod_vars.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
             expand(v, &vars)
         };
+        pod_vars.insert(k.clone(), expanded.clone());
         set(&mut order, &mut values, k.clone(), expanded);
     }
     let mut out: Vec<String> =
@@ -287,6 +293,11 @@ pub fn caps_from_mask(mask: u64) -> Vec<String> {
         "CAP_CHECKPOINT_RESTORE",
     ];
     BY_BIT.iter().enumerate().filter(|(i, _)| mask & (1u64 << i) != 0).map(|(_, n)| n.to_string()).collect()
+}
+
+/// Whether swap is accounted in the memory cgroup (cgroup v1 `memory.memsw.limit_in_bytes`).
+pub fn host_swap_accounting() -> bool {
+    std::path::Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists()
 }
 
 /// The agent's own bounding set, read from `/proc/self/status`.
@@ -360,7 +371,8 @@ pub fn build(input: &SpecInput) -> Result<Value, SpecError> {
         .filter(|w| !w.is_empty())
         .unwrap_or("/".into());
     let mut caps = capabilities(c);
-    if privileged && !input.host_caps.is_empty() {
+    if !input.host_caps.is_empty() {
+        // No process can grant more than it holds (and older kernels lack newer capabilities).
         caps.retain(|c| input.host_caps.contains(c));
     }
     let no_new_privs = !privileged && sc.and_then(|s| s.allow_privilege_escalation) != Some(true);
@@ -382,18 +394,21 @@ pub fn build(input: &SpecInput) -> Result<Value, SpecError> {
         json!({"pids": {"limit": input.pids_limit}, "devices": [{"allow": false, "access": "rwm"}]});
     if let Some(mem) = quantity_limit(c, "limits", "memory", false) {
         let mem = i64::try_from(mem).unwrap_or(i64::MAX);
-        resources["memory"] = json!({"limit": mem, "swap": mem});
+        resources["memory"] =
+            if input.swap_accounting { json!({"limit": mem, "swap": mem}) } else { json!({"limit": mem}) };
     }
     let mut cpu = serde_json::Map::new();
     if let Some(m) = quantity_limit(c, "limits", "cpu", true) {
-        let quota = (m as u64).saturating_mul(CPU_PERIOD) / 1000;
+        let quota = u64::try_from(m).unwrap_or(u64::MAX).saturating_mul(CPU_PERIOD) / 1000;
         cpu.insert("quota".into(), json!(quota.max(1000)));
         cpu.insert("period".into(), json!(CPU_PERIOD));
     }
     if let Some(m) =
         quantity_limit(c, "requests", "cpu", true).or_else(|| quantity_limit(c, "limits", "cpu", true))
     {
-        cpu.insert("shares".into(), json!(((m as u64) * 1024 / 1000).max(2)));
+        // The kubelet's range for shares: [2, 262144].
+        let shares = u64::try_from(m).unwrap_or(u64::MAX).saturating_mul(1024) / 1000;
+        cpu.insert("shares".into(), json!(shares.clamp(2, 262_144)));
     }
     if !cpu.is_empty() {
         resources["cpu"] = Value::Object(cpu);

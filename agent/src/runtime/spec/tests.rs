@@ -49,6 +49,7 @@ fn input<'a>(
         additional_gids: vec![],
         pids_limit: 1024,
         host_caps: vec![],
+        swap_accounting: true,
     }
 }
 

@@ -1,0 +1,370 @@
+//! The executor: performs the reconcile core's actions against the real runtime (sandbox
+//! holders, shims, the image store) and records their outcomes in the observed state. Nothing
+//! here blocks for long: shims and sandboxes are spawned and left to run, stops with a grace
+//! period finish on a background thread.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use flotilla_shared::api::{Container, PodSpec, PullPolicy};
+use flotilla_shared::wire::DesiredPod;
+
+use super::paths::Paths;
+use super::{now_ms, now_wall};
+use crate::image::{ImageStore, RootfsPlan};
+use crate::reconcile::{Action, ImageState, ObservedPod, ObservedState, SandboxState};
+use crate::runtime::sandbox::SandboxInfo;
+use crate::runtime::shim::{
+    start_ticks, write_atomic, Launch, RootfsSource, Running, EXITED_FILE, RUNNING_FILE,
+};
+use crate::runtime::spec::{self, BindMount, ImageFacts, Namespaces, SpecInput};
+
+/// Log files are rotated at this size.
+const LOG_MAX_BYTES: u64 = 10 << 20;
+
+pub struct Executor<'a> {
+    pub paths: &'a Paths,
+    pub images: &'a ImageStore,
+    pub agent_bin: PathBuf,
+    pub node_name: String,
+}
+
+fn find_container<'p>(spec: &'p PodSpec, name: &str) -> Option<&'p Container> {
+    spec.all_containers().find(|c| c.name == name)
+}
+
+impl Executor<'_> {
+    /// Performs one action for `pod` (None when the pod is no longer desired).
+    pub fn perform(&self, action: &Action, desired: Option<&DesiredPod>, obs: &mut ObservedPod) {
+        match action {
+            Action::CreateSandbox { uid } => {
+                obs.sandbox = match self.create_sandbox(uid, desired) {
+                    Ok(()) => SandboxState::Ready,
+                    Err(e) => {
+                        let attempts = match &obs.sandbox {
+                            SandboxState::Failed { attempts, .. } => attempts + 1,
+                            _ => 1,
+                        };
+                        tracing::warn!(pod = %obs.name, error = %format!("{e:#}"), "sandbox creation failed");
+                        SandboxState::Failed { message: format!("{e:#}"), since_ms: now_ms(), attempts }
+                    }
+                };
+                if let Some(d) = desired {
+                    obs.grace_period_secs = d.spec.termination_grace_period_seconds;
+                    obs.start_wall.get_or_insert_with(now_wall);
+                }
+            }
+            Action::PullImage { container, image, policy, .. } => {
+                let rec = obs.containers.entry(container.clone()).or_default();
+                rec.image = match self.images.resolve(image) {
+                    Ok(Some(_)) => ImageState::Pulled,
+                    _ => {
+                        let attempts = match &rec.image {
+                            ImageState::PullFailed { attempts, .. } => attempts + 1,
+                            _ => 1,
+                        };
+                        let how = if *policy == PullPolicy::Never {
+                            "imagePullPolicy is Never".to_string()
+                        } else {
+                            "pulling from registries is not available in this build yet; import it with `flotilla-agent image import`".to_string()
+                        };
+                        ImageState::PullFailed {
+                            message: format!("image {image:?} is not in the local store ({how})"),
+                            since_ms: now_ms(),
+                            attempts,
+                        }
+                    }
+                };
+            }
+            Action::StartContainer { uid, container, backoff_step, .. } => {
+                let Some(d) = desired else { return };
+                let had_run = {
+                    let rec = obs.containers.entry(container.clone()).or_default();
+                    rec.last_termination.is_some()
+                };
+                let started = self.start_container(uid, d, container);
+                let rec = obs.containers.entry(container.clone()).or_default();
+                rec.backoff_step = *backoff_step;
+                if rec.image == ImageState::Pulled {
+                    rec.image = ImageState::Present;
+                }
+                if had_run {
+                    rec.restart_count += 1;
+                }
+                rec.state = match started {
+                    Ok(()) => ObservedState::Creating { since_ms: now_ms() },
+                    Err(e) => {
+                        let attempts = match &rec.state {
+                            ObservedState::CreateFailed { attempts, .. } => attempts + 1,
+                            _ => 1,
+                        };
+                        tracing::warn!(pod = %obs.name, container, error = %format!("{e:#}"), "container start failed");
+                        ObservedState::CreateFailed {
+                            message: format!("{e:#}"),
+                            since_ms: now_ms(),
+                            attempts,
+                        }
+                    }
+                };
+            }
+            Action::StopContainer { uid, container, grace_secs } => {
+                self.stop_container(uid, container, *grace_secs);
+            }
+            Action::RemoveContainer { uid, container } => {
+                let dir = self.paths.container(uid, container);
+                let _ = std::fs::remove_dir_all(&dir);
+                if let Some(rec) = obs.containers.get_mut(container) {
+                    if let ObservedState::Exited(t) = std::mem::take(&mut rec.state) {
+                        rec.last_termination = Some(t);
+                    }
+                    rec.state = ObservedState::NotCreated;
+                }
+            }
+            Action::KillPod { uid, grace_secs } => {
+                obs.deleting = true;
+                for name in obs.containers.keys() {
+                    self.stop_container(uid, name, *grace_secs);
+                }
+            }
+            Action::RemovePod { uid } => {
+                self.stop_sandbox(uid);
+                let _ = std::fs::remove_dir_all(self.paths.pod(uid));
+            }
+        }
+    }
+
+    fn create_sandbox(&self, uid: &str, desired: Option<&DesiredPod>) -> anyhow::Result<()> {
+        let Some(d) = desired else { bail!("the pod is no longer desired") };
+        let info = self.paths.sandbox_info(uid);
+        if let Some(existing) = read_json::<SandboxInfo>(&info) {
+            if existing.alive() {
+                return Ok(());
+            }
+        }
+        let _ = std::fs::remove_file(&info);
+        let host_network = d.spec.host_network == Some(true);
+        let hostname = d.spec.hostname.clone().unwrap_or_else(|| d.metadata.name().to_string());
+        let hostname = if host_network { self.node_name.clone() } else { hostname };
+        let mut cmd = Command::new(&self.agent_bin);
+        cmd.arg("sandbox").arg("--info").arg(&info).arg("--hostname").arg(&hostname);
+        if host_network {
+            cmd.arg("--host-network");
+        }
+        let log = self.paths.pod(uid).join("sandbox.log");
+        std::fs::create_dir_all(self.paths.pod(uid))?;
+        let log_file = std::fs::File::create(&log)?;
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log_file);
+        let mut child = cmd.spawn().context("starting the sandbox holder")?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if read_json::<SandboxInfo>(&info).is_some() {
+                // The holder keeps running; `reap_children` collects it when it ends.
+                drop(child);
+                return Ok(());
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                let why = std::fs::read_to_string(&log).unwrap_or_default();
+                bail!("the sandbox holder exited ({status}): {}", why.trim());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("the sandbox holder did not come up within 10 s");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn stop_sandbox(&self, uid: &str) {
+        let info = self.paths.sandbox_info(uid);
+        if let Some(s) = read_json::<SandboxInfo>(&info) {
+            if s.alive() {
+                let _ = kill(Pid::from_raw(s.pid), Signal::SIGKILL);
+            }
+        }
+        let _ = std::fs::remove_file(info);
+    }
+
+    fn start_container(&self, uid: &str, d: &DesiredPod, name: &str) -> anyhow::Result<()> {
+        let c =
+            find_container(&d.spec, name).with_context(|| format!("the pod has no container {name:?}"))?;
+        let image_ref = c.image.as_deref().context("the container has no image")?;
+        let record = self
+            .images
+            .resolve(image_ref)
+            .context("looking up the image")?
+            .with_context(|| format!("image {image_ref:?} is not in the local store"))?;
+        let layers = self.images.unpack(&record).context("unpacking the image")?;
+        let facts =
+            ImageFacts::from(&self.images.runtime_config(&record).context("reading the image config")?);
+        let dir = self.paths.container(uid, name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let (upper, work) = (dir.join("upper"), dir.join("work"));
+        let rootfs = match crate::image::plan_rootfs(&layers, true, &upper, &work)? {
+            RootfsPlan::Overlay { .. } => {
+                RootfsSource::Overlay { lower: layers.iter().map(|l| l.fs.clone()).collect(), upper, work }
+            }
+            RootfsPlan::Copy { .. } => {
+                let copy = dir.join("rootfs-copy");
+                crate::image::copy_layers(&layers, &copy, &crate::image::UnpackOptions::for_current_user())?;
+                RootfsSource::Bind { path: copy }
+            }
+        };
+        // The image's /etc/passwd and /etc/group, for named users.
+        let etc = |f: &str| {
+            layers
+                .iter()
+                .rev()
+                .find_map(|l| std::fs::read_to_string(l.fs.join("etc").join(f)).ok())
+                .unwrap_or_default()
+        };
+        let user = spec::resolve_user(c, &d.spec, &facts, &etc("passwd"), &etc("group"))?;
+        let non_root = c.security_context.as_ref().and_then(|s| s.run_as_non_root).or(d
+            .spec
+            .security_context
+            .as_ref()
+            .and_then(|s| s.run_as_non_root));
+        if non_root == Some(true) && user.0 == 0 {
+            bail!(
+                "container has runAsNonRoot and image will run as root (pod: {:?}, container: {name})",
+                d.metadata.name()
+            );
+        }
+        let sandbox =
+            read_json::<SandboxInfo>(&self.paths.sandbox_info(uid)).context("the pod's sandbox is gone")?;
+        let namespaces = if sandbox.host_network {
+            Namespaces::Host
+        } else {
+            Namespaces::Sandbox {
+                net: sandbox.ns_path("net"),
+                ipc: sandbox.ns_path("ipc"),
+                uts: sandbox.ns_path("uts"),
+            }
+        };
+        let env = resolve_env(c, d, &self.node_name)?;
+        let bundle = dir.join("bundle");
+        std::fs::create_dir_all(&bundle)?;
+        let mounts: Vec<BindMount> = Vec::new();
+        let cgroups_path = format!("/flotilla/{uid}/{name}");
+        let config = spec::build(&SpecInput {
+            pod: &d.metadata,
+            pod_spec: &d.spec,
+            container: c,
+            image: &facts,
+            rootfs: bundle.join("rootfs"),
+            cgroups_path: cgroups_path.clone(),
+            namespaces,
+            env,
+            mounts,
+            user,
+            additional_gids: Vec::new(),
+            pids_limit: 4096,
+            host_caps: spec::own_bounding_caps(),
+            swap_accounting: spec::host_swap_accounting(),
+        })?;
+        write_atomic(&bundle.join("config.json"), &serde_json::to_vec_pretty(&config)?)?;
+        let logs = self.paths.logs(uid, name);
+        std::fs::create_dir_all(&logs)?;
+        let launch = Launch {
+            id: container_id(uid, name),
+            bundle,
+            state_root: self.paths.runtime_root(),
+            rootfs,
+            log: logs.join("current.log"),
+            log_max_bytes: LOG_MAX_BYTES,
+            status_dir: dir.join("status"),
+            memory_cgroup: Some(PathBuf::from(format!("/sys/fs/cgroup/memory{cgroups_path}"))),
+            allow_devices: c.security_context.as_ref().and_then(|s| s.privileged) == Some(true),
+        };
+        let launch_path = dir.join("launch.json");
+        write_atomic(&launch_path, &serde_json::to_vec(&launch)?)?;
+        let shim_log = std::fs::File::create(dir.join("shim.log"))?;
+        let child = Command::new(&self.agent_bin)
+            .arg("shim")
+            .arg(&launch_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(shim_log)
+            .spawn()
+            .context("starting the shim")?;
+        // The shim outlives us if we restart; while we live, `reap_children` collects it.
+        drop(child);
+        Ok(())
+    }
+
+    /// SIGTERM now, SIGKILL after the grace period if the same process still runs.
+    fn stop_container(&self, uid: &str, name: &str, grace_secs: u64) {
+        let status = self.paths.container(uid, name).join("status");
+        let Some(running) = read_json::<Running>(&status.join(RUNNING_FILE)) else { return };
+        if status.join(EXITED_FILE).exists() || start_ticks(running.pid) != Some(running.start_ticks) {
+            return;
+        }
+        let pid = Pid::from_raw(running.pid);
+        let _ = kill(pid, Signal::SIGTERM);
+        let ticks = running.start_ticks;
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(grace_secs);
+            while Instant::now() < deadline {
+                if start_ticks(pid.as_raw()) != Some(ticks) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            if start_ticks(pid.as_raw()) == Some(ticks) {
+                let _ = kill(pid, Signal::SIGKILL);
+            }
+        });
+    }
+}
+
+/// The libcontainer id of a container: unique per pod and container name.
+pub fn container_id(uid: &str, name: &str) -> String {
+    format!("{}-{name}", uid.get(..uid.len().min(40)).unwrap_or(uid))
+}
+
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+/// The container's environment from the pod spec: plain values and fieldRefs. ConfigMap and
+/// Secret references need their objects, which come with the hub link; until then they fail
+/// the start with a clear message (unless optional).
+fn resolve_env(c: &Container, d: &DesiredPod, node: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for e in c.env.iter().flatten() {
+        if let Some(v) = &e.value {
+            out.push((e.name.clone(), v.clone()));
+            continue;
+        }
+        let Some(src) = &e.value_from else {
+            out.push((e.name.clone(), String::new()));
+            continue;
+        };
+        if let Some(f) = &src.field_ref {
+            let v = match f.field_path.as_str() {
+                "metadata.name" => d.metadata.name().to_string(),
+                "metadata.namespace" => d.metadata.namespace().to_string(),
+                "metadata.uid" => d.metadata.uid.clone().unwrap_or_default(),
+                "spec.nodeName" => node.to_string(),
+                _ => String::new(),
+            };
+            out.push((e.name.clone(), v));
+            continue;
+        }
+        let optional =
+            src.config_map_key_ref.as_ref().or(src.secret_key_ref.as_ref()).and_then(|r| r.optional)
+                == Some(true);
+        if !optional {
+            bail!("env {} refers to a ConfigMap or Secret, which standalone pods cannot use yet", e.name);
+        }
+    }
+    if c.env_from.as_ref().is_some_and(|v| !v.is_empty()) {
+        bail!("envFrom needs ConfigMaps or Secrets, which standalone pods cannot use yet");
+    }
+    Ok(out)
+}

@@ -1,0 +1,280 @@
+//! The node agent's loop: desired pods in (today from a directory of manifests, like the
+//! kubelet's static pods; later from the hub), the runtime's real state observed from the
+//! files shims and sandboxes keep, the pure reconcile core deciding, the executor acting, and
+//! the observed state persisted (atomically) so a restarted agent adopts what runs.
+
+pub mod exec;
+pub mod paths;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use flotilla_shared::api::{Object, PodStatus};
+use flotilla_shared::manifest::load_paths;
+use flotilla_shared::wire::DesiredPod;
+
+use crate::image::ImageStore;
+use crate::reconcile::{self, Observed, ObservedPod, ObservedState, SandboxState, Termination};
+use crate::runtime::sandbox::SandboxInfo;
+use crate::runtime::shim::{start_ticks, write_atomic, Exited, Running, EXITED_FILE, RUNNING_FILE};
+use exec::{read_json, Executor};
+use paths::Paths;
+
+/// Milliseconds since boot (CLOCK_BOOTTIME): monotonic, and the same across agent restarts.
+pub fn now_ms() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
+        .map(|t| t.tv_sec() as u64 * 1000 + t.tv_nsec() as u64 / 1_000_000)
+        .unwrap_or(0)
+}
+
+pub fn now_wall() -> String {
+    crate::runtime::shim::now_rfc3339()
+}
+
+/// What `ps` shows: the statuses of the last reconcile.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StatusFile {
+    pub pods: Vec<PodEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PodEntry {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub status: PodStatus,
+}
+
+/// Pods from a directory of manifests. A static pod's uid is derived from its namespace, name
+/// and spec, so editing a manifest replaces the pod, as the kubelet does.
+pub fn static_pods(dir: &Path) -> (Vec<DesiredPod>, Vec<String>) {
+    let loaded = load_paths(&[dir.to_path_buf()]);
+    let errors: Vec<String> = loaded.errors.iter().map(ToString::to_string).collect();
+    let mut pods = Vec::new();
+    for l in loaded.objects {
+        if let Object::Pod(p) = l.object {
+            let mut meta = p.metadata;
+            if meta.namespace.as_deref().unwrap_or_default().is_empty() {
+                meta.namespace = Some("default".into());
+            }
+            let spec_json = serde_json::to_vec(&p.spec).unwrap_or_default();
+            let mut h = Sha256::new();
+            h.update(meta.namespace().as_bytes());
+            h.update([0]);
+            h.update(meta.name().as_bytes());
+            h.update([0]);
+            h.update(&spec_json);
+            let digest = format!("{:x}", h.finalize());
+            meta.uid = Some(format!("static-{}", &digest[..24]));
+            pods.push(DesiredPod { metadata: meta, spec: p.spec });
+        }
+    }
+    (pods, errors)
+}
+
+/// Refreshes the observed state of running and starting containers from the shims' files,
+/// and of sandboxes from their holders.
+pub fn observe(paths: &Paths, observed: &mut Observed) {
+    let now = now_ms();
+    for (uid, pod) in observed.pods.iter_mut() {
+        if pod.sandbox == SandboxState::Ready {
+            let alive = read_json::<SandboxInfo>(&paths.sandbox_info(uid)).is_some_and(|s| s.alive());
+            if !alive {
+                pod.sandbox = SandboxState::Absent;
+            }
+        }
+        for (name, rec) in pod.containers.iter_mut() {
+            let status = paths.container(uid, name).join("status");
+            match &rec.state {
+                ObservedState::Creating { .. } | ObservedState::Running { .. } => {}
+                _ => continue,
+            }
+            if let Some(ex) = read_json::<Exited>(&status.join(EXITED_FILE)) {
+                let started_ms = match rec.state {
+                    ObservedState::Running { started_ms, .. } => started_ms,
+                    _ => now,
+                };
+                rec.state = ObservedState::Exited(Termination {
+                    exit_code: ex.exit_code,
+                    signal: ex.signal,
+                    oom_killed: ex.oom_killed,
+                    error: ex.error,
+                    started_wall: ex.started_at,
+                    finished_wall: ex.finished_at,
+                    finished_ms: now,
+                    ran_ms: now.saturating_sub(started_ms),
+                });
+                continue;
+            }
+            match read_json::<Running>(&status.join(RUNNING_FILE)) {
+                Some(r) if start_ticks(r.pid) == Some(r.start_ticks) => {
+                    if matches!(rec.state, ObservedState::Creating { .. }) {
+                        rec.state = ObservedState::Running { started_ms: now, started_wall: r.started_at };
+                    }
+                }
+                Some(r) => {
+                    // The process is gone and no shim recorded its end: the node rebooted or
+                    // the shim was killed. Report it as lost.
+                    rec.state = ObservedState::Exited(Termination {
+                        exit_code: 255,
+                        signal: None,
+                        oom_killed: false,
+                        error: Some(
+                            "the container's process disappeared (node restart or shim killed)".into(),
+                        ),
+                        started_wall: r.started_at,
+                        finished_wall: now_wall(),
+                        finished_ms: now,
+                        ran_ms: 0,
+                    });
+                }
+                None => {
+                    if let ObservedState::Creating { since_ms } = rec.state {
+                        if now.saturating_sub(since_ms) > 60_000 {
+                            rec.state = ObservedState::Exited(Termination {
+                                exit_code: 128,
+                                error: Some("the shim did not start the container within 60 s".into()),
+                                finished_wall: now_wall(),
+                                finished_ms: now,
+                                ..Default::default()
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        if pod.deleting
+            && pod
+                .containers
+                .values()
+                .all(|c| !matches!(c.state, ObservedState::Running { .. } | ObservedState::Creating { .. }))
+        {
+            pod.deleting = false;
+        }
+    }
+}
+
+/// Collects exited children (shims and sandboxes we started) so they do not linger as zombies.
+fn reap_children() {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    while let Ok(s) = waitpid(nix::unistd::Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+        if s == WaitStatus::StillAlive {
+            break;
+        }
+    }
+}
+
+/// Options of `flotilla-agent run`.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub manifests: PathBuf,
+    pub paths: Paths,
+    pub node_name: String,
+    /// Stop after this many reconcile rounds (tests); `None` runs until SIGTERM.
+    pub max_rounds: Option<u64>,
+}
+
+/// The agent's main loop over a manifest directory.
+pub fn run(opts: RunOptions) -> anyhow::Result<()> {
+    let paths = &opts.paths;
+    std::fs::create_dir_all(&paths.state)?;
+    std::fs::create_dir_all(&paths.run)?;
+    let images = ImageStore::open(&paths.images()).context("opening the image store")?;
+    let agent_bin = std::env::current_exe().context("finding the agent binary")?;
+    let exec = Executor { paths, images: &images, agent_bin, node_name: opts.node_name.clone() };
+    let mut observed: Observed = read_json(&paths.observed()).unwrap_or_default();
+    let term = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    signal_flag(term.clone())?;
+    let mut last_errors: Vec<String> = Vec::new();
+    let mut rounds = 0u64;
+    tracing::info!(manifests = %opts.manifests.display(), state = %paths.state.display(), pods = observed.pods.len(), "flotilla-agent running");
+    while !term.load(std::sync::atomic::Ordering::SeqCst) {
+        reap_children();
+        let (desired, errors) = static_pods(&opts.manifests);
+        if errors != last_errors {
+            for e in &errors {
+                tracing::warn!("{e}");
+            }
+            last_errors = errors;
+        }
+        observe(paths, &mut observed);
+        let plan = reconcile::reconcile(&desired, &observed, now_ms(), &now_wall());
+        let by_uid: BTreeMap<&str, &DesiredPod> =
+            desired.iter().filter_map(|d| d.metadata.uid.as_deref().map(|u| (u, d))).collect();
+        for action in &plan.actions {
+            let uid = action_uid(action).to_string();
+            let d = by_uid.get(uid.as_str()).copied();
+            let obs = observed.pods.entry(uid.clone()).or_insert_with(|| ObservedPod {
+                namespace: d.map(|d| d.metadata.namespace().to_string()).unwrap_or_default(),
+                name: d.map(|d| d.metadata.name().to_string()).unwrap_or_default(),
+                uid: uid.clone(),
+                ..Default::default()
+            });
+            tracing::debug!(?action, "performing");
+            exec.perform(action, d, obs);
+            if matches!(action, reconcile::Action::RemovePod { .. }) {
+                observed.pods.remove(&uid);
+            }
+        }
+        write_atomic(&paths.observed(), &serde_json::to_vec(&observed)?)?;
+        let status = StatusFile {
+            pods: plan
+                .statuses
+                .iter()
+                .filter_map(|(uid, st)| {
+                    let d = by_uid.get(uid.as_str())?;
+                    Some(PodEntry {
+                        namespace: d.metadata.namespace().to_string(),
+                        name: d.metadata.name().to_string(),
+                        uid: uid.clone(),
+                        status: st.clone(),
+                    })
+                })
+                .collect(),
+        };
+        write_atomic(&paths.statuses(), &serde_json::to_vec(&status)?)?;
+        rounds += 1;
+        if opts.max_rounds.is_some_and(|m| rounds >= m) {
+            break;
+        }
+        let wait = if plan.actions.is_empty() { 500 } else { 50 };
+        let wait = plan.wake_at_ms.map_or(wait, |w| w.saturating_sub(now_ms()).clamp(10, wait));
+        std::thread::sleep(Duration::from_millis(wait));
+    }
+    tracing::info!("flotilla-agent stopping; containers keep running");
+    Ok(())
+}
+
+fn action_uid(a: &reconcile::Action) -> &str {
+    use reconcile::Action::*;
+    match a {
+        CreateSandbox { uid }
+        | PullImage { uid, .. }
+        | StartContainer { uid, .. }
+        | StopContainer { uid, .. }
+        | RemoveContainer { uid, .. }
+        | KillPod { uid, .. }
+        | RemovePod { uid } => uid,
+    }
+}
+
+/// Sets `flag` on SIGTERM or SIGINT: the signals are blocked and a watcher thread waits for
+/// them, so no (unsafe) signal handler is needed. Children get a clean mask from `Command`.
+fn signal_flag(flag: std::sync::Arc<std::sync::atomic::AtomicBool>) -> anyhow::Result<()> {
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGINT);
+    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
+    std::thread::spawn(move || {
+        if set.wait().is_ok() {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    Ok(())
+}
