@@ -159,6 +159,33 @@ pub fn observe(paths: &Paths, observed: &mut Observed) {
     }
 }
 
+/// Monotonic times persisted before a reboot are larger than any time after it (the boot clock
+/// restarts at zero): clamp them to now, so back-offs do not last as long as the old uptime.
+pub fn clamp_times(observed: &mut Observed, now: u64) {
+    let c = |t: &mut u64| *t = (*t).min(now);
+    for pod in observed.pods.values_mut() {
+        if let SandboxState::Failed { since_ms, .. } = &mut pod.sandbox {
+            c(since_ms);
+        }
+        for rec in pod.containers.values_mut() {
+            match &mut rec.state {
+                ObservedState::Creating { since_ms } | ObservedState::CreateFailed { since_ms, .. } => {
+                    c(since_ms)
+                }
+                ObservedState::Running { started_ms, .. } => c(started_ms),
+                ObservedState::Exited(t) => c(&mut t.finished_ms),
+                ObservedState::NotCreated => {}
+            }
+            if let Some(t) = &mut rec.last_termination {
+                c(&mut t.finished_ms);
+            }
+            if let reconcile::ImageState::PullFailed { since_ms, .. } = &mut rec.image {
+                c(since_ms);
+            }
+        }
+    }
+}
+
 /// Collects exited children (shims and sandboxes we started) so they do not linger as zombies.
 fn reap_children() {
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -188,6 +215,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     let agent_bin = std::env::current_exe().context("finding the agent binary")?;
     let exec = Executor { paths, images: &images, agent_bin, node_name: opts.node_name.clone() };
     let mut observed: Observed = read_json(&paths.observed()).unwrap_or_default();
+    clamp_times(&mut observed, now_ms());
     let term = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     signal_flag(term.clone())?;
     let mut last_errors: Vec<String> = Vec::new();
@@ -277,4 +305,48 @@ fn signal_flag(flag: std::sync::Arc<std::sync::atomic::AtomicBool>) -> anyhow::R
         }
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reconcile::ContainerRecord;
+
+    #[test]
+    fn times_from_before_a_reboot_are_clamped() {
+        let mut o = Observed::default();
+        let mut pod = ObservedPod {
+            sandbox: SandboxState::Failed { message: String::new(), since_ms: 9_000_000, attempts: 1 },
+            ..Default::default()
+        };
+        pod.containers.insert(
+            "c".into(),
+            ContainerRecord {
+                state: ObservedState::Exited(Termination { finished_ms: 8_000_000, ..Default::default() }),
+                ..Default::default()
+            },
+        );
+        o.pods.insert("u".into(), pod);
+        clamp_times(&mut o, 5_000);
+        let p = &o.pods["u"];
+        assert_eq!(p.sandbox, SandboxState::Failed { message: String::new(), since_ms: 5_000, attempts: 1 });
+        assert!(matches!(&p.containers["c"].state, ObservedState::Exited(t) if t.finished_ms == 5_000));
+    }
+
+    #[test]
+    fn static_pod_uids_follow_the_spec() {
+        let dir = tempfile::tempdir().unwrap();
+        let pod = |cmd: &str| {
+            format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec:\n  containers:\n  - {{name: c, image: busybox, command: [{cmd}]}}\n")
+        };
+        std::fs::write(dir.path().join("p.yaml"), pod("a")).unwrap();
+        let (a, errs) = static_pods(dir.path());
+        assert!(errs.is_empty());
+        let (a2, _) = static_pods(dir.path());
+        std::fs::write(dir.path().join("p.yaml"), pod("b")).unwrap();
+        let (b, _) = static_pods(dir.path());
+        assert_eq!(a[0].metadata.uid, a2[0].metadata.uid, "stable");
+        assert_ne!(a[0].metadata.uid, b[0].metadata.uid, "a changed spec is a new pod");
+        assert_eq!(a[0].metadata.namespace.as_deref(), Some("default"));
+    }
 }
