@@ -31,6 +31,12 @@ pub enum Command {
         /// This node's name (default: the host name).
         #[arg(long)]
         node_name: Option<String>,
+        /// A registry (`host:port`) to reach over plain HTTP instead of HTTPS (repeatable).
+        #[arg(long = "insecure-registry")]
+        insecure_registries: Vec<String>,
+        /// Registry credentials in Docker's config.json format.
+        #[arg(long, default_value = "/root/.docker/config.json")]
+        docker_config: PathBuf,
     },
     /// List the pods and containers this agent runs.
     Ps,
@@ -89,7 +95,9 @@ pub enum ImageCommand {
 pub fn run(cli: Cli) -> i32 {
     let result = match cli.command {
         Command::Image(cmd) => images::run(&cli.state_dir.join("images"), cmd),
-        Command::Run { manifests, run_dir, node_name } => {
+        Command::Run { manifests, run_dir, node_name, insecure_registries, docker_config } => {
+            let pull = crate::image::pull::PullConfig { insecure: insecure_registries, ..Default::default() }
+                .with_docker_config(&std::fs::read_to_string(&docker_config).unwrap_or_default());
             let node_name = node_name.unwrap_or_else(|| {
                 nix::unistd::gethostname()
                     .ok()
@@ -101,6 +109,7 @@ pub fn run(cli: Cli) -> i32 {
                 paths: crate::node::paths::Paths::new(&cli.state_dir, &run_dir),
                 node_name: node_name.to_lowercase(),
                 max_rounds: None,
+                pull,
             })
         }
         Command::Ps => local::ps(&cli.state_dir),

@@ -27,6 +27,7 @@ pub mod index;
 pub mod layers;
 pub mod paths;
 pub mod platform;
+pub mod pull;
 pub mod rootfs;
 pub mod store;
 pub mod unpack;

@@ -29,9 +29,55 @@ const LOG_MAX_BYTES: u64 = 10 << 20;
 
 pub struct Executor<'a> {
     pub paths: &'a Paths,
-    pub images: &'a ImageStore,
+    pub images: &'a std::sync::Arc<ImageStore>,
     pub agent_bin: PathBuf,
     pub node_name: String,
+    pub pulls: &'a Pulls,
+}
+
+/// Pulls in progress, one per image reference, each on its own thread.
+#[derive(Default)]
+pub struct Pulls {
+    inflight:
+        std::sync::Mutex<std::collections::BTreeMap<String, std::thread::JoinHandle<Result<(), String>>>>,
+    pub config: crate::image::pull::PullConfig,
+}
+
+impl Pulls {
+    pub fn new(config: crate::image::pull::PullConfig) -> Self {
+        Pulls { inflight: Default::default(), config }
+    }
+
+    /// Starts a pull of `image` unless one is running.
+    fn start(&self, store: &std::sync::Arc<ImageStore>, image: &str) {
+        let Ok(mut map) = self.inflight.lock() else { return };
+        if map.contains_key(image) {
+            return;
+        }
+        let (store, image_s, cfg) = (store.clone(), image.to_string(), self.config.clone());
+        tracing::info!(image, "pulling");
+        let handle = std::thread::spawn(move || {
+            let platform = crate::image::Platform::host().map_err(|e| e.to_string())?;
+            let now =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            crate::image::pull::pull(&store, &image_s, &platform, &cfg, now)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        });
+        map.insert(image.to_string(), handle);
+    }
+
+    /// Takes the results of finished pulls.
+    pub fn finished(&self) -> Vec<(String, Result<(), String>)> {
+        let Ok(mut map) = self.inflight.lock() else { return Vec::new() };
+        let done: Vec<String> = map.iter().filter(|(_, h)| h.is_finished()).map(|(k, _)| k.clone()).collect();
+        done.into_iter()
+            .filter_map(|k| {
+                let h = map.remove(&k)?;
+                Some((k, h.join().unwrap_or_else(|_| Err("the pull thread panicked".into()))))
+            })
+            .collect()
+    }
 }
 
 fn find_container<'p>(spec: &'p PodSpec, name: &str) -> Option<&'p Container> {
@@ -60,26 +106,25 @@ impl Executor<'_> {
                 }
             }
             Action::PullImage { container, image, policy, .. } => {
+                let present = matches!(self.images.resolve(image), Ok(Some(_)));
                 let rec = obs.containers.entry(container.clone()).or_default();
-                rec.image = match self.images.resolve(image) {
-                    Ok(Some(_)) => ImageState::Pulled,
-                    _ => {
-                        let attempts = match &rec.image {
-                            ImageState::PullFailed { attempts, .. } => attempts + 1,
-                            _ => 1,
-                        };
-                        let how = if *policy == PullPolicy::Never {
-                            "imagePullPolicy is Never".to_string()
-                        } else {
-                            "pulling from registries is not available in this build yet; import it with `flotilla-agent image import`".to_string()
-                        };
-                        ImageState::PullFailed {
-                            message: format!("image {image:?} is not in the local store ({how})"),
-                            since_ms: now_ms(),
-                            attempts,
-                        }
-                    }
-                };
+                if present && *policy != PullPolicy::Always {
+                    rec.image = ImageState::Pulled;
+                } else if *policy == PullPolicy::Never {
+                    let attempts = match &rec.image {
+                        ImageState::PullFailed { attempts, .. } => attempts + 1,
+                        _ => 1,
+                    };
+                    rec.image = ImageState::PullFailed {
+                        message: format!("image {image:?} is not present with pull policy of Never"),
+                        since_ms: now_ms(),
+                        attempts,
+                    };
+                } else {
+                    // Runs on its own thread; `finish_pulls` records the outcome.
+                    self.pulls.start(self.images, image);
+                    rec.image = ImageState::Pulling;
+                }
             }
             Action::StartContainer { uid, container, backoff_step, .. } => {
                 let Some(d) = desired else { return };

@@ -204,6 +204,36 @@ pub struct RunOptions {
     pub node_name: String,
     /// Stop after this many reconcile rounds (tests); `None` runs until SIGTERM.
     pub max_rounds: Option<u64>,
+    pub pull: crate::image::pull::PullConfig,
+}
+
+/// Records finished pulls on every container of `desired` waiting for that image.
+fn finish_pulls(pulls: &exec::Pulls, observed: &mut Observed, desired: &[DesiredPod]) {
+    for (image, result) in pulls.finished() {
+        match &result {
+            Ok(()) => tracing::info!(image, "pulled"),
+            Err(e) => tracing::warn!(image, error = %e, "pull failed"),
+        }
+        for d in desired {
+            let Some(pod) = d.metadata.uid.as_deref().and_then(|u| observed.pods.get_mut(u)) else {
+                continue;
+            };
+            for c in d.spec.all_containers().filter(|c| c.image.as_deref() == Some(image.as_str())) {
+                let Some(rec) = pod.containers.get_mut(&c.name) else { continue };
+                if rec.image != reconcile::ImageState::Pulling {
+                    continue;
+                }
+                rec.image = match &result {
+                    Ok(()) => reconcile::ImageState::Pulled,
+                    Err(e) => reconcile::ImageState::PullFailed {
+                        message: e.clone(),
+                        since_ms: now_ms(),
+                        attempts: 1,
+                    },
+                };
+            }
+        }
+    }
 }
 
 /// The agent's main loop over a manifest directory.
@@ -211,11 +241,19 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     let paths = &opts.paths;
     std::fs::create_dir_all(&paths.state)?;
     std::fs::create_dir_all(&paths.run)?;
-    let images = ImageStore::open(&paths.images()).context("opening the image store")?;
+    let images = std::sync::Arc::new(ImageStore::open(&paths.images()).context("opening the image store")?);
     let agent_bin = std::env::current_exe().context("finding the agent binary")?;
-    let exec = Executor { paths, images: &images, agent_bin, node_name: opts.node_name.clone() };
+    let pulls = exec::Pulls::new(opts.pull.clone());
+    let exec =
+        Executor { paths, images: &images, agent_bin, node_name: opts.node_name.clone(), pulls: &pulls };
     let mut observed: Observed = read_json(&paths.observed()).unwrap_or_default();
     clamp_times(&mut observed, now_ms());
+    // A pull that was running when the agent stopped is not running now: ask again.
+    for rec in observed.pods.values_mut().flat_map(|p| p.containers.values_mut()) {
+        if rec.image == reconcile::ImageState::Pulling {
+            rec.image = reconcile::ImageState::Unknown;
+        }
+    }
     let term = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     signal_flag(term.clone())?;
     let mut last_errors: Vec<String> = Vec::new();
@@ -231,6 +269,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
             last_errors = errors;
         }
         observe(paths, &mut observed);
+        finish_pulls(&pulls, &mut observed, &desired);
         let plan = reconcile::reconcile(&desired, &observed, now_ms(), &now_wall());
         let by_uid: BTreeMap<&str, &DesiredPod> =
             desired.iter().filter_map(|d| d.metadata.uid.as_deref().map(|u| (u, d))).collect();
