@@ -128,4 +128,11 @@ fn a_pod_runs_from_an_image_pulled_from_a_registry() {
     );
     let agent_log = std::fs::read_to_string(tmp.path().join("agent.log")).unwrap_or_default();
     assert!(agent_log.contains("pulled"), "pull progress is logged: {agent_log}");
+    // Leave nothing behind.
+    std::fs::remove_file(manifests.join("pulled.yaml")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_dir(state.join("pods")).is_ok_and(|d| d.count() > 0) {
+        assert!(Instant::now() < deadline, "the pod was not removed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

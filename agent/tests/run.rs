@@ -1,6 +1,6 @@
 //! `flotilla-agent run --manifests DIR` end to end, as root: static pods from an imported
-//! busybox image run, log and report exit codes; containers survive SIGKILL of the agent and
-//! are adopted without restarting; an exit that happens while the agent is down is reported
+//! busybox image run, log and report exit codes; five containers survive SIGKILL of the agent
+//! and are adopted without restarting; an exit that happens while the agent is down is reported
 //! when it is back; removing a manifest stops its pod.
 
 mod common;
@@ -75,18 +75,17 @@ fn wait_for(what: &str, state: &Path, mut f: impl FnMut() -> bool) {
     }
 }
 
-fn running_pid(state: &Path, container: &str) -> Option<i32> {
-    let pods = std::fs::read_dir(state.join("pods")).ok()?;
-    for p in pods.flatten() {
-        let f: PathBuf = p.path().join("containers").join(container).join("status/running.json");
-        if let Ok(b) = std::fs::read(&f) {
-            let v: serde_json::Value = serde_json::from_slice(&b).ok()?;
-            if !p.path().join("containers").join(container).join("status/exited.json").exists() {
-                return v["pid"].as_i64().map(|p| p as i32);
-            }
-        }
+/// The pid of pod `name`'s container `main`, from the agent's status and the shim's record.
+fn running_pid(state: &Path, name: &str) -> Option<i32> {
+    let status: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state.join("status.json")).ok()?).ok()?;
+    let uid = status["pods"].as_array()?.iter().find(|p| p["name"] == name)?["uid"].as_str()?.to_string();
+    let dir: PathBuf = state.join("pods").join(uid).join("containers/main/status");
+    if dir.join("exited.json").exists() {
+        return None;
     }
-    None
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("running.json")).ok()?).ok()?;
+    v["pid"].as_i64().map(|p| p as i32)
 }
 
 fn alive(pid: i32) -> bool {
@@ -120,6 +119,11 @@ fn static_pods_run_survive_agent_restarts_and_stop() {
     )
     .unwrap();
     std::fs::write(manifests.join("job.yaml"), pod("job", "Never", "echo done; exit 7")).unwrap();
+    let sleepers = ["s1", "s2", "s3", "s4"];
+    for s in sleepers {
+        std::fs::write(manifests.join(format!("{s}.yaml")), pod(s, "Always", "while true; do sleep 1; done"))
+            .unwrap();
+    }
     let agent = Agent::start(&state, &run, &manifests);
     wait_for("web running", &state, || row(&state, "web", "main").is_some_and(|r| r.0 == "Running"));
     wait_for("job exit 7", &state, || row(&state, "job", "main").is_some_and(|r| r.2 == "7"));
@@ -128,8 +132,15 @@ fn static_pods_run_survive_agent_restarts_and_stop() {
     let logs = String::from_utf8_lossy(&cli(&state, &["logs", "job", "--tail", "1"]).stdout).into_owned();
     assert_eq!(logs.trim(), "done");
 
-    // SIGKILL the agent: the container keeps running, and the restarted agent adopts it.
-    let web_pid = running_pid(&state, "main").expect("web's pid");
+    for s in sleepers {
+        wait_for("sleepers running", &state, || row(&state, s, "main").is_some_and(|r| r.0 == "Running"));
+    }
+
+    // SIGKILL the agent while five containers run: they keep running, and the restarted agent
+    // adopts them without restarting any.
+    let web_pid = running_pid(&state, "web").expect("web's pid");
+    let sleeper_pids: Vec<i32> =
+        sleepers.iter().map(|s| running_pid(&state, s).expect("sleeper pid")).collect();
     std::fs::write(manifests.join("exiter.yaml"), pod("exiter", "Never", "sleep 3; exit 5")).unwrap();
     wait_for("exiter running", &state, || row(&state, "exiter", "main").is_some_and(|r| r.0 == "Running"));
     agent.sigkill();
@@ -141,9 +152,31 @@ fn static_pods_run_survive_agent_restarts_and_stop() {
     let web = row(&state, "web", "main").unwrap();
     assert_eq!((web.0.as_str(), web.1.as_str()), ("Running", "0"), "web was restarted");
     assert!(alive(web_pid), "web is still the same process");
+    for (s, pid) in sleepers.iter().zip(&sleeper_pids) {
+        let r = row(&state, s, "main").unwrap();
+        assert_eq!((r.0.as_str(), r.1.as_str()), ("Running", "0"), "{s} was restarted");
+        assert_eq!(running_pid(&state, s), Some(*pid), "{s} is a new process");
+        assert!(alive(*pid));
+    }
 
     // Removing a manifest stops its pod.
     std::fs::remove_file(manifests.join("web.yaml")).unwrap();
     wait_for("web gone", &state, || row(&state, "web", "main").is_none() && !alive(web_pid));
+    for s in sleepers {
+        std::fs::remove_file(manifests.join(format!("{s}.yaml"))).unwrap();
+    }
+    for (s, pid) in sleepers.iter().zip(&sleeper_pids) {
+        wait_for("sleepers gone", &state, || row(&state, s, "main").is_none() && !alive(*pid));
+    }
+    // Leave nothing behind: no pods, no sandboxes, no mounts.
+    for f in ["job.yaml", "exiter.yaml"] {
+        std::fs::remove_file(manifests.join(f)).unwrap();
+    }
+    wait_for("all pods gone", &state, || ps(&state).lines().count() == 1);
+    wait_for("pod directories gone", &state, || {
+        std::fs::read_dir(state.join("pods")).map_or(true, |d| d.count() == 0)
+    });
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(state.to_str().unwrap()), "a mount under the state directory leaked");
     drop(agent);
 }

@@ -115,7 +115,7 @@ fn a_container_runs_logs_and_exits_with_its_code() {
     let dir = tempfile::tempdir().unwrap();
     let run = run_pod(
         dir.path(),
-        "apiVersion: v1\nkind: Pod\nmetadata: {name: hello}\nspec:\n  containers:\n  - name: c\n    image: busybox\n    command: [sh, -c, 'echo $(GREETING) world; echo oops >&2; grep -E \"^(NoNewPrivs|Seccomp|CapEff):\" /proc/self/status; exit 3']\n",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: hello}\nspec:\n  containers:\n  - name: c\n    image: busybox\n    command: [sh, -c, 'echo $(GREETING) world; echo oops >&2; grep -E \"^(NoNewPrivs|Seccomp|CapEff|SigBlk|SigIgn):\" /proc/self/status; exit 3']\n",
     );
     assert_eq!(run.exited.exit_code, 3, "{:?}\n{}", run.exited, run.log);
     assert!(!run.exited.oom_killed);
@@ -125,6 +125,9 @@ fn a_container_runs_logs_and_exits_with_its_code() {
     assert!(run.log.contains("NoNewPrivs:\t1"), "{}", run.log);
     assert!(run.log.contains("Seccomp:\t2"), "{}", run.log);
     assert!(run.log.contains("CapEff:\t0000000000000000"), "{}", run.log);
+    // Nothing blocked: the agent blocks SIGTERM/SIGINT for its signal thread, and a container
+    // inheriting that mask would ignore `kubectl delete`'s SIGTERM.
+    assert!(run.log.contains("SigBlk:\t0000000000000000"), "{}", run.log);
 }
 
 #[test]

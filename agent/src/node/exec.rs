@@ -162,7 +162,7 @@ impl Executor<'_> {
             }
             Action::RemoveContainer { uid, container } => {
                 let dir = self.paths.container(uid, container);
-                let _ = std::fs::remove_dir_all(&dir);
+                remove_container_dir(&dir);
                 if let Some(rec) = obs.containers.get_mut(container) {
                     if let ObservedState::Exited(t) = std::mem::take(&mut rec.state) {
                         rec.last_termination = Some(t);
@@ -178,6 +178,11 @@ impl Executor<'_> {
             }
             Action::RemovePod { uid } => {
                 self.stop_sandbox(uid);
+                if let Ok(entries) = std::fs::read_dir(self.paths.pod(uid).join("containers")) {
+                    for e in entries.flatten() {
+                        remove_container_dir(&e.path());
+                    }
+                }
                 let _ = std::fs::remove_dir_all(self.paths.pod(uid));
             }
         }
@@ -365,6 +370,14 @@ impl Executor<'_> {
             }
         });
     }
+}
+
+/// Deletes a container's directory, first detaching its root filesystem mount should the
+/// shim not have (a shim killed before its cleanup), so no mount leaks and nothing under it is
+/// deleted through the mount.
+fn remove_container_dir(dir: &Path) {
+    let _ = nix::mount::umount2(&dir.join("bundle/rootfs"), nix::mount::MntFlags::MNT_DETACH);
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// The libcontainer id of a container: unique per pod and container name.

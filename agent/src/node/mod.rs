@@ -117,6 +117,9 @@ pub fn observe(paths: &Paths, observed: &mut Observed) {
                         rec.state = ObservedState::Running { started_ms: now, started_wall: r.started_at };
                     }
                 }
+                Some(r) if shim_alive(r.shim_pid) => {
+                    // The process has ended and its shim is still writing the exit down.
+                }
                 Some(r) => {
                     // The process is gone and no shim recorded its end: the node rebooted or
                     // the shim was killed. Report it as lost.
@@ -184,6 +187,20 @@ pub fn clamp_times(observed: &mut Observed, now: u64) {
             }
         }
     }
+}
+
+/// Whether `pid` is (still) a flotilla shim.
+fn shim_alive(pid: i32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| c.split(|b| *b == 0).any(|arg| arg == b"shim") && !zombie(pid))
+        .unwrap_or(false)
+}
+
+fn zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rfind(')').map(|i| s[i + 1..].trim_start().starts_with('Z')))
+        .unwrap_or(true)
 }
 
 /// Collects exited children (shims and sandboxes we started) so they do not linger as zombies.

@@ -45,6 +45,7 @@ fn loopback_up() -> anyhow::Result<()> {
 
 /// Runs the holder: never returns while the sandbox lives; exits on SIGTERM.
 pub fn run(info_file: &Path, hostname: &str, host_network: bool) -> anyhow::Result<()> {
+    super::reset_signals();
     let _ = nix::unistd::setsid();
     let mut flags = CloneFlags::CLONE_NEWIPC;
     if !host_network {

@@ -436,6 +436,9 @@ fn supervise(launch: &Launch, started_at: &str) -> anyhow::Result<()> {
     if let Err(e) = container.delete(true) {
         tracing::warn!(error = %e, id = %launch.id, "deleting the container failed");
     }
+    // Clean up before reporting the exit: once `exited.json` exists the agent may delete the
+    // container's directories, which must not hold a mount any more.
+    let _ = nix::mount::umount2(&launch.bundle.join("rootfs"), nix::mount::MntFlags::MNT_DETACH);
     write_atomic(&launch.status_dir.join(EXITED_FILE), &serde_json::to_vec(&exited)?)?;
     if exit_code == 255 && status.is_none() {
         bail!("lost track of the container's process");
