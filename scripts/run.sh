@@ -74,6 +74,9 @@ agent logs hello
 echo
 echo "==> removing the manifest stops the pod"
 rm "$manifests/hello-pod.yaml"
+agent ps
+# httpd is PID 1 in its namespace and ignores SIGTERM, so the agent SIGKILLs it after the pod's
+# 5 s grace period, as the kubelet would.
 for _ in $(seq 100); do
   "$bin/flotilla-agent" --state-dir "$state" ps 2>/dev/null | grep -q hello || break
   sleep 0.2

@@ -28,7 +28,9 @@ pub fn ps(state: &Path) -> anyhow::Result<()> {
             .chain(p.status.container_statuses.iter().flatten());
         for c in statuses {
             let state = c.state.as_ref();
-            let (what, exit) = if let Some(w) = state.and_then(|s| s.waiting.as_ref()) {
+            let (what, exit) = if p.terminating {
+                ("Terminating".to_string(), String::new())
+            } else if let Some(w) = state.and_then(|s| s.waiting.as_ref()) {
                 (w.reason.clone().unwrap_or_else(|| "Waiting".into()), String::new())
             } else if state.and_then(|s| s.running.as_ref()).is_some() {
                 ("Running".to_string(), String::new())

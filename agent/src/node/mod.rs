@@ -48,6 +48,9 @@ pub struct PodEntry {
     pub name: String,
     pub uid: String,
     pub status: PodStatus,
+    /// No longer desired; its containers are being stopped.
+    #[serde(default)]
+    pub terminating: bool,
 }
 
 /// Pods from a directory of manifests. A static pod's uid is derived from its namespace, name
@@ -317,8 +320,29 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
                         name: d.metadata.name().to_string(),
                         uid: uid.clone(),
                         status: st.clone(),
+                        terminating: false,
                     })
                 })
+                .chain(observed.pods.values().filter(|p| !by_uid.contains_key(p.uid.as_str())).map(|p| {
+                    PodEntry {
+                        namespace: p.namespace.clone(),
+                        name: p.name.clone(),
+                        uid: p.uid.clone(),
+                        status: PodStatus {
+                            container_statuses: Some(
+                                p.containers
+                                    .keys()
+                                    .map(|n| flotilla_shared::api::ContainerStatus {
+                                        name: n.clone(),
+                                        ..Default::default()
+                                    })
+                                    .collect(),
+                            ),
+                            ..Default::default()
+                        },
+                        terminating: true,
+                    }
+                }))
                 .collect(),
         };
         write_atomic(&paths.statuses(), &serde_json::to_vec(&status)?)?;
