@@ -96,51 +96,6 @@ pub enum SpecError {
     Invalid { container: String, field: &'static str, reason: String },
 }
 
-/// Every capability, for privileged containers.
-const ALL_CAPS: &[&str] = &[
-    "CAP_AUDIT_CONTROL",
-    "CAP_AUDIT_READ",
-    "CAP_AUDIT_WRITE",
-    "CAP_BLOCK_SUSPEND",
-    "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE",
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_DAC_READ_SEARCH",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER",
-    "CAP_KILL",
-    "CAP_LEASE",
-    "CAP_LINUX_IMMUTABLE",
-    "CAP_MAC_ADMIN",
-    "CAP_MAC_OVERRIDE",
-    "CAP_MKNOD",
-    "CAP_NET_ADMIN",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST",
-    "CAP_NET_RAW",
-    "CAP_PERFMON",
-    "CAP_SETFCAP",
-    "CAP_SETGID",
-    "CAP_SETPCAP",
-    "CAP_SETUID",
-    "CAP_SYSLOG",
-    "CAP_SYS_ADMIN",
-    "CAP_SYS_BOOT",
-    "CAP_SYS_CHROOT",
-    "CAP_SYS_MODULE",
-    "CAP_SYS_NICE",
-    "CAP_SYS_PACCT",
-    "CAP_SYS_PTRACE",
-    "CAP_SYS_RAWIO",
-    "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG",
-    "CAP_WAKE_ALARM",
-];
-
 /// Paths hidden from unprivileged containers (runc's and Kubernetes' defaults).
 const MASKED_PATHS: &[&str] = &[
     "/proc/acpi",
@@ -246,53 +201,64 @@ pub fn environment(image: &ImageFacts, pod_env: &[(String, String)]) -> Vec<Stri
     out
 }
 
+/// Every capability, in the kernel's numbering (index = bit).
+const CAPS_BY_BIT: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+/// Every capability, for privileged containers and `add: [ALL]`.
+pub fn all_caps() -> Vec<String> {
+    caps_from_mask(u64::MAX)
+}
+
 /// Capability names from a capability bit mask (as in `/proc/self/status` `CapBnd:`).
 pub fn caps_from_mask(mask: u64) -> Vec<String> {
-    // Kernel numbering, index = bit.
-    const BY_BIT: &[&str] = &[
-        "CAP_CHOWN",
-        "CAP_DAC_OVERRIDE",
-        "CAP_DAC_READ_SEARCH",
-        "CAP_FOWNER",
-        "CAP_FSETID",
-        "CAP_KILL",
-        "CAP_SETGID",
-        "CAP_SETUID",
-        "CAP_SETPCAP",
-        "CAP_LINUX_IMMUTABLE",
-        "CAP_NET_BIND_SERVICE",
-        "CAP_NET_BROADCAST",
-        "CAP_NET_ADMIN",
-        "CAP_NET_RAW",
-        "CAP_IPC_LOCK",
-        "CAP_IPC_OWNER",
-        "CAP_SYS_MODULE",
-        "CAP_SYS_RAWIO",
-        "CAP_SYS_CHROOT",
-        "CAP_SYS_PTRACE",
-        "CAP_SYS_PACCT",
-        "CAP_SYS_ADMIN",
-        "CAP_SYS_BOOT",
-        "CAP_SYS_NICE",
-        "CAP_SYS_RESOURCE",
-        "CAP_SYS_TIME",
-        "CAP_SYS_TTY_CONFIG",
-        "CAP_MKNOD",
-        "CAP_LEASE",
-        "CAP_AUDIT_WRITE",
-        "CAP_AUDIT_CONTROL",
-        "CAP_SETFCAP",
-        "CAP_MAC_OVERRIDE",
-        "CAP_MAC_ADMIN",
-        "CAP_SYSLOG",
-        "CAP_WAKE_ALARM",
-        "CAP_BLOCK_SUSPEND",
-        "CAP_AUDIT_READ",
-        "CAP_PERFMON",
-        "CAP_BPF",
-        "CAP_CHECKPOINT_RESTORE",
-    ];
-    BY_BIT.iter().enumerate().filter(|(i, _)| mask & (1u64 << i) != 0).map(|(_, n)| n.to_string()).collect()
+    CAPS_BY_BIT
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| mask & (1u64 << i) != 0)
+        .map(|(_, n)| n.to_string())
+        .collect()
 }
 
 /// Whether swap is accounted in the memory cgroup (cgroup v1 `memory.memsw.limit_in_bytes`).
@@ -323,18 +289,14 @@ fn cap_name(c: &str) -> String {
 pub fn capabilities(c: &Container) -> Vec<String> {
     let sc = c.security_context.as_ref();
     if sc.and_then(|s| s.privileged) == Some(true) {
-        return ALL_CAPS.iter().map(|s| s.to_string()).collect();
+        return all_caps();
     }
     let caps = sc.and_then(|s| s.capabilities.as_ref());
     let add: Vec<String> =
         caps.and_then(|c| c.add.as_ref()).into_iter().flatten().map(|s| cap_name(s)).collect();
     let drop: Vec<String> =
         caps.and_then(|c| c.drop.as_ref()).into_iter().flatten().map(|s| cap_name(s)).collect();
-    let mut out: Vec<String> = if add.iter().any(|a| a == "CAP_ALL") {
-        ALL_CAPS.iter().map(|s| s.to_string()).collect()
-    } else {
-        add
-    };
+    let mut out: Vec<String> = if add.iter().any(|a| a == "CAP_ALL") { all_caps() } else { add };
     if drop.iter().any(|d| d == "CAP_ALL") {
         // Kubernetes: drop ALL, then add back what `add` names explicitly.
         out.retain(|c| caps.and_then(|x| x.add.as_ref()).into_iter().flatten().any(|a| cap_name(a) == *c));

@@ -45,12 +45,7 @@ pub fn validate_object(obj: &Object, out: &mut Vec<FieldError>) {
     let kind = obj.kind();
     let info = kind.info();
     let meta = obj.metadata();
-    let api_version = match obj {
-        Object::ConfigMap(o) => &o.api_version,
-        Object::Secret(o) => &o.api_version,
-        Object::PersistentVolumeClaim(o) => o.api_version.as_deref().unwrap_or_default(),
-        other => api_version_of(other),
-    };
+    let api_version = api_version_of(obj);
     if api_version != info.api_version() {
         e.add(
             "apiVersion",
