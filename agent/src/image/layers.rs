@@ -26,11 +26,14 @@ pub struct LayerMeta {
     /// Paths this layer deletes from the layers below it.
     #[serde(with = "paths::serde_paths")]
     pub whiteouts: Vec<PathBuf>,
-    /// Directories whose lower-layer content this layer hides. Not marked with the
-    /// `trusted.overlay.opaque` xattr (neither std nor nix 0.29 can set xattrs), so a layer
-    /// with opaque directories is only correct through the copy fallback.
+    /// Directories whose lower-layer content this layer hides.
     #[serde(with = "paths::serde_paths")]
     pub opaque_dirs: Vec<PathBuf>,
+    /// Whether every opaque directory carries overlayfs' `trusted.overlay.opaque=y` xattr
+    /// (setting it needs root; the layer's own root cannot be marked). Otherwise a layer with
+    /// opaque directories is only correct through the copy fallback.
+    #[serde(default)]
+    pub opaque_marked: bool,
     /// Whether every whiteout is also in `fs/` as overlayfs' 0/0 character device.
     pub whiteout_devices: bool,
     /// Device nodes not created for lack of privilege.
@@ -47,6 +50,7 @@ impl LayerMeta {
             size: 0,
             whiteouts: Vec::new(),
             opaque_dirs: Vec::new(),
+            opaque_marked: false,
             whiteout_devices: true,
             skipped_devices: 0,
             xattrs_ignored: 0,
@@ -55,7 +59,8 @@ impl LayerMeta {
 
     /// Whether `fs/` can be an overlayfs lower directory as it is.
     pub fn overlay_ready(&self) -> bool {
-        self.opaque_dirs.is_empty() && (self.whiteouts.is_empty() || self.whiteout_devices)
+        (self.opaque_dirs.is_empty() || self.opaque_marked)
+            && (self.whiteouts.is_empty() || self.whiteout_devices)
     }
 }
 

@@ -49,7 +49,8 @@ pub enum RootfsPlan {
 pub enum CopyReason {
     OverlayUnavailable,
     NoLayers,
-    /// This layer has opaque directories, which need an xattr this agent cannot set.
+    /// This layer has opaque directories not marked for overlayfs (unpacked without root, or
+    /// the layer's root is opaque).
     OpaqueDirs {
         layer: PathBuf,
     },
@@ -98,7 +99,7 @@ pub fn plan_rootfs(
         return copy(CopyReason::NoLayers);
     }
     for l in layers {
-        if !l.meta.opaque_dirs.is_empty() {
+        if !l.meta.opaque_dirs.is_empty() && !l.meta.opaque_marked {
             return copy(CopyReason::OpaqueDirs { layer: l.dir.clone() });
         }
         if !l.meta.overlay_ready() {

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use flate2::read::MultiGzDecoder;
+use nix::errno::Errno;
 use nix::sys::stat::{self, Mode, SFlag, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 use tar::EntryType;
@@ -148,6 +149,7 @@ pub fn unpack_layer(
         return Err(UnpackError::DiffIdMismatch { expected: diff_id.clone(), actual });
     }
     u.finish_dirs()?;
+    u.mark_opaque_dirs()?;
     Ok(u.meta)
 }
 
@@ -437,6 +439,38 @@ impl Unpacker<'_> {
             unix_fs::lchown(path, Some(a.uid), Some(a.gid)).map_err(|e| self.io(path, e))?;
         }
         set_mtime_nofollow(path, a.mtime).map_err(|e| self.io(path, e))
+    }
+
+    /// Marks opaque directories with `trusted.overlay.opaque=y` so overlayfs hides what lower
+    /// layers have in them. Needs root (trusted.* xattrs need CAP_SYS_ADMIN); the layer's own
+    /// root cannot be opaque to overlayfs. Anything unmarked leaves the layer to the copy
+    /// fallback.
+    fn mark_opaque_dirs(&mut self) -> Result<(), UnpackError> {
+        if self.meta.opaque_dirs.is_empty() || !self.opts.mknod {
+            return Ok(());
+        }
+        for rel in &self.meta.opaque_dirs {
+            let path = self.root.join(rel);
+            // A later entry of the layer may have replaced the directory (or a parent).
+            let still_dir = !rel.as_os_str().is_empty()
+                && paths::parents_are_dirs(self.root, rel).map_err(|e| self.walk("", e))?
+                && paths::lstat(&path).map_err(|e| self.io(&path, e))?.is_some_and(|m| m.is_dir());
+            if !still_dir {
+                return Ok(());
+            }
+            match xattr::set(&path, "trusted.overlay.opaque", b"y") {
+                Ok(()) => {}
+                Err(e)
+                    if [Some(Errno::EPERM as i32), Some(Errno::ENOTSUP as i32)]
+                        .contains(&e.raw_os_error()) =>
+                {
+                    return Ok(())
+                }
+                Err(e) => return Err(self.io(&path, e)),
+            }
+        }
+        self.meta.opaque_marked = true;
+        Ok(())
     }
 
     /// Applies directory attributes, deepest first, to paths that are still real directories

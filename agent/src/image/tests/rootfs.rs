@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::{digest, is_root, names, tarball, Sandbox, E};
 use crate::image::layers::{LayerDir, LayerStore};
-use crate::image::rootfs::copy_layers;
+use crate::image::rootfs::{copy_layers, plan_rootfs, RootfsPlan};
 use crate::image::unpack::UnpackOptions;
 
 fn unpack(store: &LayerStore, entries: &[E]) -> LayerDir {
@@ -83,6 +83,63 @@ fn copy_fallback_applies_layers_in_order() {
         assert_eq!(names(&dest.join("etc")), ["hosts", "keep", "motd"], "no whiteout devices copied");
         sb.assert_untouched();
     }
+}
+
+/// The same layers through overlayfs and through the copy fallback give the same tree: the
+/// opaque directory marked at unpack hides the lower layer's content in both.
+#[test]
+fn overlay_and_copy_agree_on_whiteouts_and_opaque_dirs() {
+    if !is_root() {
+        return;
+    }
+    let sb = Sandbox::new();
+    let opts = UnpackOptions { chown: true, mknod: true };
+    let store = LayerStore::open(&sb.root.join("layers"), &sb.root.join("tmp"), opts).unwrap();
+    let bottom = unpack(
+        &store,
+        &[
+            E::File("etc/motd", b"hello"),
+            E::File("etc/keep", b"kept"),
+            E::File("var/cache/a", b"a"),
+            E::File("var/cache/sub/b", b"b"),
+            E::File("gone/x", b"x"),
+        ],
+    );
+    let top = unpack(
+        &store,
+        &[
+            E::File("etc/.wh.motd", b""),
+            E::File("var/cache/.wh..wh..opq", b""),
+            E::File("var/cache/fresh", b"fresh"),
+            E::File(".wh.gone", b""),
+        ],
+    );
+    let layers = [bottom, top];
+    let (upper, work, merged) = (sb.root.join("upper"), sb.root.join("work"), sb.root.join("merged"));
+    for d in [&upper, &work, &merged] {
+        fs::create_dir(d).unwrap();
+    }
+    let RootfsPlan::Overlay { options } = plan_rootfs(&layers, true, &upper, &work).unwrap() else {
+        panic!("a marked opaque dir needs no copy fallback")
+    };
+    nix::mount::mount(
+        Some("overlay"),
+        &merged,
+        Some("overlay"),
+        nix::mount::MsFlags::empty(),
+        Some(&*options),
+    )
+    .unwrap();
+    let seen = (names(&merged), names(&merged.join("etc")), names(&merged.join("var/cache")));
+    nix::mount::umount2(&merged, nix::mount::MntFlags::MNT_DETACH).unwrap();
+    let copy = sb.root.join("copy");
+    fs::create_dir(&copy).unwrap();
+    copy_layers(&layers, &copy, &opts).unwrap();
+    let copied = (names(&copy), names(&copy.join("etc")), names(&copy.join("var/cache")));
+    assert_eq!(seen, copied);
+    assert_eq!(seen.2, ["fresh"], "the opaque dir hides the lower layer's files");
+    assert_eq!(seen.1, ["keep"], "the whiteout hides motd");
+    sb.assert_untouched();
 }
 
 #[test]

@@ -100,7 +100,14 @@ fn whiteouts_and_opaque_dirs_are_recorded() {
         let wh: Vec<_> = m.whiteouts.iter().map(|p| p.to_string_lossy().into_owned()).collect();
         assert_eq!(wh, ["etc/motd", "tmp", "etc/hosts"]);
         assert_eq!(m.opaque_dirs, [Path::new("var/cache")]);
-        assert!(!m.overlay_ready(), "opaque dirs need the copy fallback");
+        let xattr = xattr::get(layer.fs.join("var/cache"), "trusted.overlay.opaque").ok().flatten();
+        if opts.mknod {
+            assert!(m.opaque_marked && m.overlay_ready(), "marked for overlayfs: {m:?}");
+            assert_eq!(xattr.as_deref(), Some(&b"y"[..]));
+        } else {
+            assert!(!m.overlay_ready(), "unmarked opaque dirs need the copy fallback");
+            assert_eq!(xattr, None);
+        }
         assert_eq!(fs::read(layer.fs.join("etc/hosts")).unwrap(), b"re-added in the same layer");
         assert!(layer.fs.join("var/cache").is_dir());
         assert!(fs::symlink_metadata(layer.fs.join(".wh..wh.plnk")).is_err());
