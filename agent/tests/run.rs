@@ -1,7 +1,8 @@
 //! `flotilla-agent run --manifests DIR` end to end, as root: static pods from an imported
 //! busybox image run, log and report exit codes; five containers survive SIGKILL of the agent
 //! and are adopted without restarting; an exit that happens while the agent is down is reported
-//! when it is back; removing a manifest stops its pod.
+//! when it is back; removing a manifest stops its pod. Init containers run in order before the
+//! app containers; images no pod uses are garbage-collected.
 
 mod common;
 
@@ -19,11 +20,15 @@ struct Agent {
 
 impl Agent {
     fn start(state: &Path, run: &Path, manifests: &Path) -> Agent {
+        Agent::start_with(state, run, manifests, &[])
+    }
+    fn start_with(state: &Path, run: &Path, manifests: &Path, extra: &[&str]) -> Agent {
         let log =
             std::fs::OpenOptions::new().create(true).append(true).open(state.with_extension("log")).unwrap();
         let child = Command::new(bin())
             .args(["--state-dir", state.to_str().unwrap(), "run", "--run-dir", run.to_str().unwrap()])
             .args(["--manifests", manifests.to_str().unwrap(), "--node-name", "test-node"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -178,5 +183,97 @@ fn static_pods_run_survive_agent_restarts_and_stop() {
     });
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(state.to_str().unwrap()), "a mount under the state directory leaked");
+    drop(agent);
+}
+
+/// The first line of a container's log (CRI format: `<time> <stream> <tag> <text>`) as
+/// (time, text).
+fn first_log_line(state: &Path, pod_name: &str, container: &str) -> Option<(String, String)> {
+    let status: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state.join("status.json")).ok()?).ok()?;
+    let uid = status["pods"].as_array()?.iter().find(|p| p["name"] == pod_name)?["uid"].as_str()?.to_string();
+    let log = std::fs::read_to_string(
+        state.join("pods").join(uid).join("logs").join(container).join("current.log"),
+    )
+    .ok()?;
+    let mut f = log.lines().next()?.splitn(4, ' ');
+    let time = f.next()?.to_string();
+    Some((time, f.nth(2)?.to_string()))
+}
+
+fn image_ls(state: &Path) -> String {
+    String::from_utf8_lossy(&cli(state, &["image", "ls"]).stdout).into_owned()
+}
+
+#[test]
+fn init_containers_run_in_order_and_unused_images_are_collected() {
+    if !nix::unistd::geteuid().is_root() {
+        assert!(std::env::var_os("CI").is_none(), "this test needs root (CI runs it as root)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (state, run, manifests) =
+        (tmp.path().join("state"), tmp.path().join("run"), tmp.path().join("manifests"));
+    std::fs::create_dir_all(&manifests).unwrap();
+    for (archive, what) in [
+        (common::oci_archive(tmp.path(), "flotilla.test/busybox:1.0"), "used"),
+        (common::docker_archive(tmp.path(), "flotilla.test/unused:1.0"), "unused"),
+    ] {
+        let out = cli(&state, &["image", "import", archive.to_str().unwrap()]);
+        assert!(out.status.success(), "{what}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert!(image_ls(&state).contains("flotilla.test/unused"), "{}", image_ls(&state));
+
+    let with_inits = |name: &str, restart: &str, second_init: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  restartPolicy: {restart}\n  terminationGracePeriodSeconds: 1\n  initContainers:\n  - name: first\n    image: flotilla.test/busybox:1.0\n    command: [sh, -c, 'echo first; sleep 1']\n  - name: second\n    image: flotilla.test/busybox:1.0\n    command: [sh, -c, '{second_init}']\n  containers:\n  - name: main\n    image: flotilla.test/busybox:1.0\n    command: [sh, -c, 'echo main; while true; do sleep 1; done']\n"
+        )
+    };
+    std::fs::write(manifests.join("ordered.yaml"), with_inits("ordered", "Always", "echo second")).unwrap();
+    std::fs::write(manifests.join("broken.yaml"), with_inits("broken", "Never", "echo failing; exit 3"))
+        .unwrap();
+    // Thresholds of 0 %: every image no pod uses goes at the first GC pass.
+    let agent = Agent::start_with(
+        &state,
+        &run,
+        &manifests,
+        &["--image-gc-high-threshold", "0", "--image-gc-low-threshold", "0"],
+    );
+    wait_for("ordered running", &state, || row(&state, "ordered", "main").is_some_and(|r| r.0 == "Running"));
+    let first = first_log_line(&state, "ordered", "first").expect("first's log");
+    let second = first_log_line(&state, "ordered", "second").expect("second's log");
+    let main = first_log_line(&state, "ordered", "main").expect("main's log");
+    assert_eq!((first.1.as_str(), second.1.as_str(), main.1.as_str()), ("first", "second", "main"));
+    // RFC 3339 times in UTC with the same format sort as text. `first` sleeps 1 s after its line.
+    assert!(first.0 < second.0 && second.0 < main.0, "out of order: {first:?} {second:?} {main:?}");
+    let secs = |t: &str| {
+        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+            .unwrap()
+            .unix_timestamp_nanos()
+    };
+    assert!(secs(&second.0) - secs(&first.0) >= 900_000_000, "second started before first ended");
+    let r = row(&state, "ordered", "first").unwrap();
+    assert_eq!((r.0.as_str(), r.2.as_str()), ("Completed", "0"));
+
+    // A failing init container with restartPolicy Never fails the pod: main never starts.
+    wait_for("broken's init fails", &state, || row(&state, "broken", "second").is_some_and(|r| r.2 == "3"));
+    std::thread::sleep(Duration::from_secs(2));
+    let main = row(&state, "broken", "main").unwrap();
+    assert_ne!(main.0, "Running", "{}", ps(&state));
+    assert!(first_log_line(&state, "broken", "main").is_none(), "main ran after a failed init container");
+
+    // The unused image is gone; the one the pods use stays.
+    wait_for("image GC", &state, || !image_ls(&state).contains("flotilla.test/unused"));
+    let out = cli(&state, &["image", "ls"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("flotilla.test/busybox"),
+        "{out:?}\n{}",
+        std::fs::read_to_string(state.with_extension("log")).unwrap_or_default()
+    );
+
+    for f in ["ordered.yaml", "broken.yaml"] {
+        std::fs::remove_file(manifests.join(f)).unwrap();
+    }
+    wait_for("all pods gone", &state, || ps(&state).lines().count() == 1);
     drop(agent);
 }

@@ -169,3 +169,26 @@ fn seccomp_refuses_dangerous_calls_and_privileged_lifts_it() {
         run.log
     );
 }
+
+#[test]
+fn a_cpu_limited_container_is_throttled() {
+    if !require_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // limits.cpu 100m: a quota of 10 ms per 100 ms period. Burning well over 10 ms of CPU must
+    // be throttled; the container reads its own cgroup (mounted at /sys/fs/cgroup).
+    let run = run_pod(
+        dir.path(),
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: burn}\nspec:\n  containers:\n  - name: c\n    image: busybox\n    command: [sh, -c, 'i=0; while [ $i -lt 40000 ]; do i=$((i+1)); done; cd /sys/fs/cgroup/cpu* && cat cpu.cfs_quota_us cpu.cfs_period_us cpu.stat']\n    resources: {limits: {cpu: 100m}}\n",
+    );
+    assert_eq!(run.exited.exit_code, 0, "{:?}\n{}", run.exited, run.log);
+    let field = |name: &str| -> Option<u64> {
+        run.log.lines().find_map(|l| l.split(" F ").nth(1)?.strip_prefix(name)?.trim().parse().ok())
+    };
+    let values: Vec<&str> = run.log.lines().filter_map(|l| l.split(" F ").nth(1)).collect();
+    assert_eq!(values.first(), Some(&"10000"), "quota: {}", run.log);
+    assert_eq!(values.get(1), Some(&"100000"), "period: {}", run.log);
+    let throttled = field("nr_throttled ").unwrap_or_else(|| panic!("no cpu.stat: {}", run.log));
+    assert!(throttled > 0, "never throttled: {}", run.log);
+}

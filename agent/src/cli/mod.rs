@@ -37,6 +37,12 @@ pub enum Command {
         /// Registry credentials in Docker's config.json format.
         #[arg(long, default_value = "/root/.docker/config.json")]
         docker_config: PathBuf,
+        /// Delete unused images when the image store's filesystem is fuller than this (percent).
+        #[arg(long, default_value_t = 85, value_parser = clap::value_parser!(u8).range(0..=100))]
+        image_gc_high_threshold: u8,
+        /// Image GC deletes down to this usage (percent).
+        #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u8).range(0..=100))]
+        image_gc_low_threshold: u8,
     },
     /// List the pods and containers this agent runs.
     Ps,
@@ -95,7 +101,23 @@ pub enum ImageCommand {
 pub fn run(cli: Cli) -> i32 {
     let result = match cli.command {
         Command::Image(cmd) => images::run(&cli.state_dir.join("images"), cmd),
-        Command::Run { manifests, run_dir, node_name, insecure_registries, docker_config } => {
+        Command::Run {
+            manifests,
+            run_dir,
+            node_name,
+            insecure_registries,
+            docker_config,
+            image_gc_high_threshold,
+            image_gc_low_threshold,
+        } => {
+            let image_gc =
+                match crate::node::gc::ImageGcPolicy::new(image_gc_high_threshold, image_gc_low_threshold) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return 2;
+                    }
+                };
             let pull = crate::image::pull::PullConfig { insecure: insecure_registries, ..Default::default() }
                 .with_docker_config(&std::fs::read_to_string(&docker_config).unwrap_or_default());
             let node_name = node_name.unwrap_or_else(|| {
@@ -110,6 +132,7 @@ pub fn run(cli: Cli) -> i32 {
                 node_name: node_name.to_lowercase(),
                 max_rounds: None,
                 pull,
+                image_gc,
             })
         }
         Command::Ps => local::ps(&cli.state_dir),

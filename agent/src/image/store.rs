@@ -25,19 +25,61 @@ use super::unpack::UnpackOptions;
 /// Manifests and configs larger than this are refused (real ones are a few KiB).
 pub const MAX_JSON_BLOB: u64 = 4 << 20;
 
-/// The image store rooted at one directory (see the module docs for the layout).
+/// The image store rooted at one directory (see the module docs for the layout). Several
+/// processes may use one root at once (the running agent, `image import`, `image ls`): changes
+/// to the index are serialized by an `flock` on `<root>/lock` and always start from the index
+/// on disk; each process works in its own temp directory.
 #[derive(Debug)]
 pub struct ImageStore {
     root: PathBuf,
     tmp: PathBuf,
     blobs: BlobStore,
     layers: LayerStore,
-    /// The index as last written to disk. Changes are made on a copy, written, then swapped in,
-    /// so a failed write leaves memory and disk agreeing.
-    index: Mutex<Index>,
-    /// An exclusive `flock` on `<root>/lock` for the store's lifetime: `open` empties `tmp/`,
-    /// which would destroy the work of another process using the same root.
-    _lock: Flock<fs::File>,
+    /// The index as last read from or written to disk, with the identity of the file it came
+    /// from. Changes are made on a copy, written, then swapped in, so a failed write leaves
+    /// memory and disk agreeing.
+    index: Mutex<(Index, Option<FileId>)>,
+    /// An exclusive `flock` on `tmp/<id>.lock` while this store is open: it tells other
+    /// processes that `tmp/<id>/` is in use (a lock they can take belongs to a dead process).
+    _tmp_lock: Flock<fs::File>,
+}
+
+/// What identifies one version of the index file (every write is a rename: a new inode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+}
+
+impl FileId {
+    fn of(path: &Path) -> io::Result<Option<FileId>> {
+        use std::os::unix::fs::MetadataExt;
+        match fs::metadata(path) {
+            Ok(m) => Ok(Some(FileId {
+                dev: m.dev(),
+                ino: m.ino(),
+                len: m.len(),
+                mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+            })),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The index, locked in this process and, for changes, across processes.
+pub(crate) struct IndexGuard<'a> {
+    ix: MutexGuard<'a, (Index, Option<FileId>)>,
+    _flock: Option<Flock<fs::File>>,
+}
+
+impl std::ops::Deref for IndexGuard<'_> {
+    type Target = Index;
+    fn deref(&self) -> &Index {
+        &self.ix.0
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,8 +100,6 @@ pub enum StoreError {
     BadManifest { manifest: Digest, reason: String },
     #[error("manifest {manifest}: {source}")]
     ManifestDigest { manifest: Digest, source: DigestError },
-    #[error("{path}: the image store is in use by another process")]
-    Locked { path: PathBuf },
     #[error("no image {reference:?} in the store")]
     NotFound { reference: String },
     #[error("{path}: {source}")]
@@ -68,6 +108,14 @@ pub enum StoreError {
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     move |source| StoreError::Io { path: path.to_path_buf(), source }
+}
+
+impl Drop for ImageStore {
+    /// Removes this process's temp directory while its lock is still held.
+    fn drop(&mut self) {
+        let _ = fsutil::remove_tree(&self.tmp);
+        let _ = fs::remove_file(self.tmp.with_extension("lock"));
+    }
 }
 
 /// An image with the tags that point at it.
@@ -101,15 +149,99 @@ impl Usage {
 
 const INDEX_FILE: &str = "index.json";
 
+fn read_index(path: &Path) -> Result<(Index, Option<FileId>), StoreError> {
+    // The identity first: a write racing with the read makes the next refresh read again.
+    let id = FileId::of(path).map_err(io_err(path))?;
+    match fs::read(path) {
+        Ok(bytes) => {
+            let ix: Index = serde_json::from_slice(&bytes)
+                .map_err(|source| StoreError::IndexFile { path: path.to_path_buf(), source })?;
+            ix.check_version()?;
+            Ok((ix, id))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok((Index::new(), None)),
+        Err(e) => Err(StoreError::Io { path: path.to_path_buf(), source: e }),
+    }
+}
+
+/// Re-reads the index if the file is not the one `cached` came from.
+fn refresh(path: &Path, cached: &mut (Index, Option<FileId>)) -> Result<(), StoreError> {
+    if FileId::of(path).map_err(io_err(path))? != cached.1 {
+        *cached = read_index(path)?;
+    }
+    Ok(())
+}
+
+/// Creates this process's temp directory `tmp/<id>/`, first locking `tmp/<id>.lock` (in that
+/// order, so a directory whose lock file is missing or unlocked has no live owner).
+fn claim_tmp_dir(tmp_root: &Path) -> Result<(PathBuf, Flock<fs::File>), StoreError> {
+    loop {
+        let lock_path = fsutil::temp_path(tmp_root, "proc").with_extension("lock");
+        let file = match fs::OpenOptions::new().write(true).create_new(true).open(&lock_path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(StoreError::Io { path: lock_path, source: e }),
+        };
+        let flock = Flock::lock(file, FlockArg::LockExclusiveNonblock)
+            .map_err(|(_, e)| StoreError::Io { path: lock_path.clone(), source: e.into() })?;
+        let dir = lock_path.with_extension("d");
+        match fs::create_dir(&dir) {
+            Ok(()) => return Ok((dir, flock)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                // A dead process's leftover with the same name: try another.
+                let _ = fs::remove_file(&lock_path);
+            }
+            Err(e) => return Err(StoreError::Io { path: dir, source: e }),
+        }
+    }
+}
+
+/// Removes temp directories (and stray files) of processes that are gone.
+fn clean_tmp(tmp_root: &Path, own: &Path) -> Result<(), StoreError> {
+    for entry in fs::read_dir(tmp_root).map_err(io_err(tmp_root))? {
+        let path = entry.map_err(io_err(tmp_root))?.path();
+        if path == own || path.extension().is_some_and(|e| e == "lock") {
+            continue;
+        }
+        let lock_path = path.with_extension("lock");
+        let owner_alive = path.extension().is_some_and(|e| e == "d")
+            && match fs::OpenOptions::new().write(true).open(&lock_path) {
+                Ok(f) => Flock::lock(f, FlockArg::LockExclusiveNonblock).is_err(),
+                Err(_) => false,
+            };
+        if !owner_alive {
+            fsutil::remove_tree(&path).map_err(io_err(&path))?;
+            let _ = fs::remove_file(&lock_path);
+        }
+    }
+    // Lock files whose directory is gone and that no one holds. Only old ones: a fresh one may
+    // be about to be locked by a process starting up.
+    let old = |p: &Path| {
+        fs::metadata(p).and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|e| e.as_secs() > 60))
+    };
+    for entry in fs::read_dir(tmp_root).map_err(io_err(tmp_root))? {
+        let path = entry.map_err(io_err(tmp_root))?.path();
+        if path.extension().is_some_and(|e| e == "lock") && !path.with_extension("d").exists() && old(&path) {
+            if let Ok(f) = fs::OpenOptions::new().write(true).open(&path) {
+                if let Ok(held) = Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+                    let _ = fs::remove_file(&path);
+                    drop(held);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 impl ImageStore {
-    /// Opens (creating if needed) the store at `root`, removing leftovers of interrupted work in
-    /// `tmp/`. One process at a time: a second `open` of the same root fails with `Locked`. Unpacks with `UnpackOptions::for_current_user()`.
+    /// Opens (creating if needed) the store at `root`, removing what dead processes left in
+    /// `tmp/`. Unpacks with `UnpackOptions::for_current_user()`.
     pub fn open(root: &Path) -> Result<Self, StoreError> {
         Self::open_with(root, UnpackOptions::for_current_user())
     }
 
     pub fn open_with(root: &Path, opts: UnpackOptions) -> Result<Self, StoreError> {
-        let tmp = root.join("tmp");
+        let tmp_root = root.join("tmp");
         fs::create_dir_all(root).map_err(io_err(root))?;
         // Unpacked layers keep their owners, set-id bits and device nodes: only root may look
         // inside the store, or any local user could run an image's setuid binaries.
@@ -117,34 +249,21 @@ impl ImageStore {
             use std::os::unix::fs::PermissionsExt;
             fs::set_permissions(root, fs::Permissions::from_mode(0o700)).map_err(io_err(root))?;
         }
-        let lock_path = root.join("lock");
-        let lock_file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io_err(&lock_path))?;
-        let lock =
-            Flock::lock(lock_file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| match errno {
-                nix::errno::Errno::EWOULDBLOCK => StoreError::Locked { path: lock_path.clone() },
-                e => StoreError::Io { path: lock_path.clone(), source: e.into() },
-            })?;
-        fsutil::remove_tree(&tmp).map_err(io_err(&tmp))?;
-        fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
+        fs::create_dir_all(&tmp_root).map_err(io_err(&tmp_root))?;
+        let (tmp, tmp_lock) = claim_tmp_dir(&tmp_root)?;
+        clean_tmp(&tmp_root, &tmp)?;
         let blobs = BlobStore::open(&root.join("blobs"), &tmp)?;
         let layers = LayerStore::open(&root.join("layers"), &tmp, opts)?;
         let index_path = root.join(INDEX_FILE);
-        let index = match fs::read(&index_path) {
-            Ok(bytes) => {
-                let ix: Index = serde_json::from_slice(&bytes)
-                    .map_err(|source| StoreError::IndexFile { path: index_path.clone(), source })?;
-                ix.check_version()?;
-                ix
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Index::new(),
-            Err(e) => return Err(StoreError::Io { path: index_path, source: e }),
-        };
-        Ok(ImageStore { root: root.to_path_buf(), tmp, blobs, layers, index: Mutex::new(index), _lock: lock })
+        let loaded = read_index(&index_path)?;
+        Ok(ImageStore {
+            root: root.to_path_buf(),
+            tmp,
+            blobs,
+            layers,
+            index: Mutex::new(loaded),
+            _tmp_lock: tmp_lock,
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -159,10 +278,15 @@ impl ImageStore {
         &self.layers
     }
 
-    fn lock(&self) -> MutexGuard<'_, Index> {
+    /// The current index: re-read when another process has changed it since.
+    fn lock(&self) -> IndexGuard<'_> {
         // A panic while holding the lock cannot leave a half-changed index behind (changes are
         // swapped in whole after the write), so a poisoned lock is safe to take over.
-        self.index.lock().unwrap_or_else(|p| p.into_inner())
+        let mut ix = self.index.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(error) = refresh(&self.root.join(INDEX_FILE), &mut ix) {
+            tracing::warn!(%error, "re-reading the image index; using the last good copy");
+        }
+        IndexGuard { ix, _flock: None }
     }
 
     /// Applies `change` to a copy of the index, writes it atomically, then swaps it in.
@@ -171,27 +295,45 @@ impl ImageStore {
     }
 
     /// `update`, returning the lock still held so the caller can finish (delete the blobs
-    /// the change left unreferenced) before anyone else reads or changes the index.
+    /// the change left unreferenced) before anyone else reads or changes the index. The change
+    /// starts from the index on disk, under the cross-process lock.
     fn update_locked<T>(
         &self,
         change: impl FnOnce(&mut Index) -> Result<T, StoreError>,
-    ) -> Result<(T, MutexGuard<'_, Index>), StoreError> {
-        let mut guard = self.lock();
-        let mut next = guard.clone();
+    ) -> Result<(T, IndexGuard<'_>), StoreError> {
+        let mut ix = self.index.lock().unwrap_or_else(|p| p.into_inner());
+        let lock_path = self.root.join("lock");
+        let lock_file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err(&lock_path))?;
+        let flock = Flock::lock(lock_file, FlockArg::LockExclusive)
+            .map_err(|(_, e)| StoreError::Io { path: lock_path.clone(), source: e.into() })?;
+        let path = self.root.join(INDEX_FILE);
+        refresh(&path, &mut ix)?;
+        let mut next = ix.0.clone();
         let out = change(&mut next)?;
-        if next != *guard {
-            let path = self.root.join(INDEX_FILE);
+        if next != ix.0 {
             let bytes = serde_json::to_vec_pretty(&next)
                 .map_err(|source| StoreError::IndexFile { path: path.clone(), source })?;
             fsutil::write_atomic(&self.tmp, &path, &bytes).map_err(io_err(&path))?;
-            *guard = next;
+            let id = FileId::of(&path).map_err(io_err(&path))?;
+            *ix = (next, id);
         }
-        Ok((out, guard))
+        Ok((out, IndexGuard { ix, _flock: Some(flock) }))
     }
 
     /// A copy of the whole index.
     pub fn index(&self) -> Index {
         self.lock().clone()
+    }
+
+    /// This process's temp directory (removed when the store is dropped or, after a crash, by
+    /// the next `open`).
+    pub fn tmp_dir(&self) -> &Path {
+        &self.tmp
     }
 
     /// Registers the image whose manifest is the stored blob `manifest`, whose config and layer
@@ -350,7 +492,12 @@ impl ImageStore {
     /// Deletes the blobs and layers of `records` (already out of the index `ix`, whose lock the
     /// caller holds, so no `add_image` can start using them meanwhile) that no remaining image
     /// uses.
-    fn sweep(&self, ix: &Index, records: &[ImageRecord], removed: &mut Removed) -> Result<(), StoreError> {
+    fn sweep(
+        &self,
+        ix: &IndexGuard<'_>,
+        records: &[ImageRecord],
+        removed: &mut Removed,
+    ) -> Result<(), StoreError> {
         let (blobs, layers) = unreferenced_after(ix, records);
         for b in &blobs {
             self.blobs.delete(b)?;
@@ -364,10 +511,10 @@ impl ImageStore {
     }
 
     /// Deletes every blob and unpacked layer that no image in the index uses: leftovers of
-    /// interrupted pulls or imports. Run it when no pull or import is in progress (at startup),
-    /// since their blobs are not in the index yet.
+    /// interrupted pulls or imports. Only while no pull or import runs, in any process (their
+    /// blobs are not in the index yet).
     pub fn sweep_orphans(&self) -> Result<Removed, StoreError> {
-        let ix = self.lock();
+        let (_, ix) = self.update_locked(|_| Ok(()))?;
         let (blobs_kept, layers_kept) = (ix.referenced_blobs(), ix.referenced_layers());
         let mut removed = Removed::default();
         for (d, _) in self.blobs.list()? {

@@ -58,13 +58,17 @@ impl Pulls {
         tracing::info!(image, "pulling");
         let handle = std::thread::spawn(move || {
             let platform = crate::image::Platform::host().map_err(|e| e.to_string())?;
-            let now =
-                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-            crate::image::pull::pull(&store, &image_s, &platform, &cfg, now)
-                .map(|_| ())
-                .map_err(|e| e.to_string())
+            let record = crate::image::pull::pull(&store, &image_s, &platform, &cfg, unix_secs())
+                .map_err(|e| e.to_string())?;
+            // Unpack here, off the agent's loop, so starting the container does not wait for it.
+            store.unpack(&record).map(|_| ()).map_err(|e| format!("unpacking {image_s}: {e}"))
         });
         map.insert(image.to_string(), handle);
+    }
+
+    /// Whether no pull is running.
+    pub fn idle(&self) -> bool {
+        self.inflight.lock().map(|m| m.is_empty()).unwrap_or(false)
     }
 
     /// Takes the results of finished pulls.
@@ -134,6 +138,9 @@ impl Executor<'_> {
                 };
                 let started = self.start_container(uid, d, container);
                 let rec = obs.containers.entry(container.clone()).or_default();
+                if let Ok(digest) = &started {
+                    rec.image_digest = Some(digest.to_string());
+                }
                 rec.backoff_step = *backoff_step;
                 if rec.image == ImageState::Pulled {
                     rec.image = ImageState::Present;
@@ -142,7 +149,7 @@ impl Executor<'_> {
                     rec.restart_count += 1;
                 }
                 rec.state = match started {
-                    Ok(()) => ObservedState::Creating { since_ms: now_ms() },
+                    Ok(_) => ObservedState::Creating { since_ms: now_ms() },
                     Err(e) => {
                         let attempts = match &rec.state {
                             ObservedState::CreateFailed { attempts, .. } => attempts + 1,
@@ -239,7 +246,8 @@ impl Executor<'_> {
         let _ = std::fs::remove_file(info);
     }
 
-    fn start_container(&self, uid: &str, d: &DesiredPod, name: &str) -> anyhow::Result<()> {
+    /// Starts a container's shim; returns the manifest digest of the image it runs.
+    fn start_container(&self, uid: &str, d: &DesiredPod, name: &str) -> anyhow::Result<crate::image::Digest> {
         let c =
             find_container(&d.spec, name).with_context(|| format!("the pod has no container {name:?}"))?;
         let image_ref = c.image.as_deref().context("the container has no image")?;
@@ -248,6 +256,7 @@ impl Executor<'_> {
             .resolve(image_ref)
             .context("looking up the image")?
             .with_context(|| format!("image {image_ref:?} is not in the local store"))?;
+        let _ = self.images.touch(&record.manifest, unix_secs());
         let layers = self.images.unpack(&record).context("unpacking the image")?;
         let facts =
             ImageFacts::from(&self.images.runtime_config(&record).context("reading the image config")?);
@@ -344,7 +353,7 @@ impl Executor<'_> {
             .context("starting the shim")?;
         // The shim outlives us if we restart; while we live, `reap_children` collects it.
         drop(child);
-        Ok(())
+        Ok(record.manifest)
     }
 
     /// SIGTERM now, SIGKILL after the grace period if the same process still runs.
@@ -378,6 +387,10 @@ impl Executor<'_> {
 fn remove_container_dir(dir: &Path) {
     let _ = nix::mount::umount2(&dir.join("bundle/rootfs"), nix::mount::MntFlags::MNT_DETACH);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// The libcontainer id of a container: unique per pod and container name.

@@ -4,6 +4,7 @@
 //! the observed state persisted (atomically) so a restarted agent adopts what runs.
 
 pub mod exec;
+pub mod gc;
 pub mod paths;
 
 use std::collections::BTreeMap;
@@ -225,6 +226,35 @@ pub struct RunOptions {
     /// Stop after this many reconcile rounds (tests); `None` runs until SIGTERM.
     pub max_rounds: Option<u64>,
     pub pull: crate::image::pull::PullConfig,
+    pub image_gc: gc::ImageGcPolicy,
+}
+
+/// How often the image store's disk usage is checked.
+const IMAGE_GC_PERIOD_MS: u64 = 60_000;
+
+/// Image GC while no pull runs (a pull's blobs are not in the index until it ends), keeping
+/// every image a desired pod names or a container record was started from.
+fn image_gc(images: &ImageStore, policy: gc::ImageGcPolicy, desired: &[DesiredPod], observed: &Observed) {
+    let mut in_use: Vec<crate::image::Digest> = observed
+        .pods
+        .values()
+        .flat_map(|p| p.containers.values())
+        .filter_map(|c| c.image_digest.as_deref()?.parse().ok())
+        .collect();
+    for d in desired {
+        for c in d.spec.all_containers() {
+            if let Some(Ok(Some(r))) = c.image.as_deref().map(|i| images.resolve(i)) {
+                in_use.push(r.manifest);
+            }
+        }
+    }
+    match gc::collect(images, policy, &in_use) {
+        Ok(r) if !r.images.is_empty() => {
+            tracing::info!(images = r.images.len(), tags = ?r.tags, "image GC deleted unused images")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %format!("{e:#}"), "image GC failed"),
+    }
 }
 
 /// Records finished pulls on every container of `desired` waiting for that image.
@@ -278,6 +308,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     signal_flag(term.clone())?;
     let mut last_errors: Vec<String> = Vec::new();
     let mut rounds = 0u64;
+    let mut last_gc_ms: Option<u64> = None;
     tracing::info!(manifests = %opts.manifests.display(), state = %paths.state.display(), pods = observed.pods.len(), "flotilla-agent running");
     while !term.load(std::sync::atomic::Ordering::SeqCst) {
         reap_children();
@@ -309,6 +340,10 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
             }
         }
         write_atomic(&paths.observed(), &serde_json::to_vec(&observed)?)?;
+        if last_gc_ms.is_none_or(|t| now_ms().saturating_sub(t) >= IMAGE_GC_PERIOD_MS) && pulls.idle() {
+            image_gc(&images, opts.image_gc, &desired, &observed);
+            last_gc_ms = Some(now_ms());
+        }
         let status = StatusFile {
             pods: plan
                 .statuses

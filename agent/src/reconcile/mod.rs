@@ -101,6 +101,10 @@ pub struct ContainerRecord {
     pub last_termination: Option<Termination>,
     /// The container's image, as far as its next start is concerned.
     pub image: ImageState,
+    /// The manifest digest of the image the container was last started from: image GC keeps
+    /// it while the record exists.
+    #[serde(default)]
+    pub image_digest: Option<String>,
     /// The startup probe has succeeded (ignored when the container has no startup probe).
     pub started: bool,
     /// The readiness probe succeeds (ignored when the container has no readiness probe).

@@ -260,7 +260,7 @@ fn import_err(sb: &Sandbox, name: &str, bytes: &[u8], platform: &Platform) -> Im
     let store = ImageStore::open_with(&sb.root, OPTS).unwrap();
     let err = store.import_archive(&path, platform, 1).unwrap_err();
     assert!(store.list().is_empty(), "{name}: nothing tagged after a failed import");
-    assert!(names(&sb.root.join("tmp")).is_empty(), "{name}: no temp files left");
+    assert!(names(store.tmp_dir()).is_empty(), "{name}: no temp files left");
     err
 }
 

@@ -61,7 +61,7 @@ fn blobs_are_verified_and_atomic() {
     assert!(!blobs.has_blob(&wrong) && !blobs.has_blob(&d2));
     assert!(matches!(blobs.open_blob(&wrong), Err(BlobError::NotFound { .. })));
     assert_eq!(names(&sb.root.join("blobs/sha256")), [d.hex()]);
-    assert!(names(&sb.root.join("tmp")).is_empty(), "failed writes leave no temp files");
+    assert!(names(store.tmp_dir()).is_empty(), "failed writes leave no temp files");
     assert_eq!(blobs.total_size().unwrap(), 5);
     assert!(matches!(blobs.read_blob(&d, 4), Err(BlobError::TooLarge { size: 5, limit: 4, .. })));
 
@@ -217,12 +217,29 @@ fn sweep_orphans_and_tmp_cleanup() {
     store.blobs().put_blob(&b"orphan"[..], &orphan).unwrap();
     let stray = tarball(&[E::File("x", b"x")]);
     store.layers().unpack(&stray[..], &digest(&stray)).unwrap();
+    // Leftovers of a dead process: a stray file, and a temp dir whose lock no one holds.
     fs::write(sb.root.join("tmp/leftover"), b"x").unwrap();
-    assert!(matches!(ImageStore::open_with(&sb.root, OPTS), Err(StoreError::Locked { .. })));
-    assert!(sb.root.join("tmp/leftover").exists(), "a refused open touches nothing");
+    fs::create_dir(sb.root.join("tmp/proc-1-1.d")).unwrap();
+    fs::write(sb.root.join("tmp/proc-1-1.d/half-written"), b"x").unwrap();
+    fs::write(sb.root.join("tmp/proc-1-1.lock"), b"").unwrap();
+    fs::write(store.tmp_dir().join("in-progress"), b"x").unwrap();
+
+    // Another process (here: another handle, the lock is per open file) opens the same store.
+    let second = open(&sb.root);
+    assert!(store.tmp_dir().join("in-progress").exists(), "a live store's temp dir is kept");
+    assert!(!sb.root.join("tmp/leftover").exists());
+    assert!(!sb.root.join("tmp/proc-1-1.d").exists(), "a dead process's temp dir is removed");
+    // Each sees the other's changes.
+    let other = ImageBlobs::new(&[base_layer()], "arm64", None);
+    add(&second, &other, &["other"], 2);
+    assert_eq!(store.list().len(), 2);
+    store.remove("other").unwrap();
+    assert_eq!(second.list().len(), 1);
+    drop(second);
+
     drop(store);
     let store = open(&sb.root);
-    assert!(names(&sb.root.join("tmp")).is_empty(), "tmp is emptied on open");
+    assert_eq!(names(&sb.root.join("tmp")).len(), 2, "only our own temp dir and its lock");
     let removed = store.sweep_orphans().unwrap();
     assert_eq!(removed.blobs, [orphan]);
     assert_eq!(removed.layers, [digest(&stray)]);
