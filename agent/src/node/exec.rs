@@ -41,11 +41,13 @@ pub struct Pulls {
     inflight:
         std::sync::Mutex<std::collections::BTreeMap<String, std::thread::JoinHandle<Result<(), String>>>>,
     pub config: crate::image::pull::PullConfig,
+    /// Told when a pull ends, so the loop does not wait for its next round.
+    wake: Option<std::sync::mpsc::Sender<()>>,
 }
 
 impl Pulls {
-    pub fn new(config: crate::image::pull::PullConfig) -> Self {
-        Pulls { inflight: Default::default(), config }
+    pub fn new(config: crate::image::pull::PullConfig, wake: Option<std::sync::mpsc::Sender<()>>) -> Self {
+        Pulls { inflight: Default::default(), config, wake }
     }
 
     /// Starts a pull of `image` unless one is running.
@@ -55,13 +57,14 @@ impl Pulls {
             return;
         }
         let (store, image_s, cfg) = (store.clone(), image.to_string(), self.config.clone());
+        let wake = self.wake.clone();
         tracing::info!(image, "pulling");
         let handle = std::thread::spawn(move || {
-            let platform = crate::image::Platform::host().map_err(|e| e.to_string())?;
-            let record = crate::image::pull::pull(&store, &image_s, &platform, &cfg, unix_secs())
-                .map_err(|e| e.to_string())?;
-            // Unpack here, off the agent's loop, so starting the container does not wait for it.
-            store.unpack(&record).map(|_| ()).map_err(|e| format!("unpacking {image_s}: {e}"))
+            let result = pull_and_unpack(&store, &image_s, &cfg);
+            if let Some(w) = wake {
+                let _ = w.send(());
+            }
+            result
         });
         map.insert(image.to_string(), handle);
     }
@@ -82,6 +85,19 @@ impl Pulls {
             })
             .collect()
     }
+}
+
+/// Pulls `image`, then unpacks it here, off the agent's loop, so starting the container does
+/// not wait for it.
+fn pull_and_unpack(
+    store: &ImageStore,
+    image: &str,
+    cfg: &crate::image::pull::PullConfig,
+) -> Result<(), String> {
+    let platform = crate::image::Platform::host().map_err(|e| e.to_string())?;
+    let record =
+        crate::image::pull::pull(store, image, &platform, cfg, unix_secs()).map_err(|e| e.to_string())?;
+    store.unpack(&record).map(|_| ()).map_err(|e| format!("unpacking {image}: {e}"))
 }
 
 fn find_container<'p>(spec: &'p PodSpec, name: &str) -> Option<&'p Container> {

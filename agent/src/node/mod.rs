@@ -6,6 +6,7 @@
 pub mod exec;
 pub mod gc;
 pub mod paths;
+pub mod watch;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -293,7 +294,12 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     std::fs::create_dir_all(&paths.run)?;
     let images = std::sync::Arc::new(ImageStore::open(&paths.images()).context("opening the image store")?);
     let agent_bin = std::env::current_exe().context("finding the agent binary")?;
-    let pulls = exec::Pulls::new(opts.pull.clone());
+    // Anything that should end the loop's wait early: manifest changes, finished pulls, signals.
+    let (wake_tx, wake_rx) = std::sync::mpsc::channel::<()>();
+    if let Err(e) = watch::watch_manifests(&opts.manifests, wake_tx.clone()) {
+        tracing::warn!(error = %format!("{e:#}"), "cannot watch the manifest directory; polling it");
+    }
+    let pulls = exec::Pulls::new(opts.pull.clone(), Some(wake_tx.clone()));
     let exec =
         Executor { paths, images: &images, agent_bin, node_name: opts.node_name.clone(), pulls: &pulls };
     let mut observed: Observed = read_json(&paths.observed()).unwrap_or_default();
@@ -305,7 +311,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
         }
     }
     let term = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    signal_flag(term.clone())?;
+    signal_flag(term.clone(), wake_tx)?;
     let mut last_errors: Vec<String> = Vec::new();
     let mut rounds = 0u64;
     let mut last_gc_ms: Option<u64> = None;
@@ -387,7 +393,11 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
         }
         let wait = if plan.actions.is_empty() { 500 } else { 50 };
         let wait = plan.wake_at_ms.map_or(wait, |w| w.saturating_sub(now_ms()).clamp(10, wait));
-        std::thread::sleep(Duration::from_millis(wait));
+        if wake_rx.recv_timeout(Duration::from_millis(wait)).is_ok() {
+            // Let a burst of events (a file being written, an editor's rename dance) settle.
+            std::thread::sleep(Duration::from_millis(20));
+            while wake_rx.try_recv().is_ok() {}
+        }
     }
     tracing::info!("flotilla-agent stopping; containers keep running");
     Ok(())
@@ -408,7 +418,10 @@ fn action_uid(a: &reconcile::Action) -> &str {
 
 /// Sets `flag` on SIGTERM or SIGINT: the signals are blocked and a watcher thread waits for
 /// them, so no (unsafe) signal handler is needed. Children get a clean mask from `Command`.
-fn signal_flag(flag: std::sync::Arc<std::sync::atomic::AtomicBool>) -> anyhow::Result<()> {
+fn signal_flag(
+    flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    wake: std::sync::mpsc::Sender<()>,
+) -> anyhow::Result<()> {
     use nix::sys::signal::{SigSet, SigmaskHow, Signal};
     let mut set = SigSet::empty();
     set.add(Signal::SIGTERM);
@@ -417,6 +430,7 @@ fn signal_flag(flag: std::sync::Arc<std::sync::atomic::AtomicBool>) -> anyhow::R
     std::thread::spawn(move || {
         if set.wait().is_ok() {
             flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            let _ = wake.send(());
         }
     });
     Ok(())
