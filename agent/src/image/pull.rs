@@ -1,6 +1,6 @@
 //! Pulling images from OCI/Docker registries with `oci-client`: tags and digests, multi-arch
-//! indexes resolved to this device's platform, credentials from a Docker `config.json` (and,
-//! later, from pods' imagePullSecrets), plain HTTP only for registries on an allow-list. Every
+//! indexes resolved to this device's platform, credentials from a Docker `config.json` and from
+//! pods' imagePullSecrets, plain HTTP only for registries on an allow-list. Every
 //! blob goes through the store's verified `put_blob`, so a registry serving wrong bytes fails
 //! the pull; blobs already stored are not fetched again.
 
@@ -13,7 +13,9 @@ use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 
+use flotilla_shared::api::PodSpec;
 use flotilla_shared::image::ImageRef;
+use flotilla_shared::wire::ConfigData;
 
 use super::{select_platform, Digest, ImageRecord, ImageStore, Platform};
 
@@ -51,39 +53,93 @@ pub struct PullConfig {
 }
 
 impl PullConfig {
-    /// Reads credentials from a Docker-style `config.json` (`auths.<registry>.auth` =
-    /// base64 `user:password`, or `username`/`password`). A missing file is no credentials.
+    /// Adds the credentials of a Docker-style `config.json`. Unreadable text is no credentials.
     pub fn with_docker_config(mut self, text: &str) -> Self {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else { return self };
-        for (reg, entry) in v.get("auths").and_then(|a| a.as_object()).into_iter().flatten() {
-            let host = reg
-                .trim_start_matches("https://")
-                .trim_start_matches("http://")
-                .split('/')
-                .next()
-                .unwrap_or(reg);
-            let host = if host == "index.docker.io" { "docker.io" } else { host };
-            let pair = if let Some(a) = entry.get("auth").and_then(|a| a.as_str()) {
-                base64::engine::general_purpose::STANDARD
-                    .decode(a)
-                    .ok()
-                    .and_then(|b| String::from_utf8(b).ok())
-                    .and_then(|s| s.split_once(':').map(|(u, p)| (u.to_string(), p.to_string())))
-            } else {
-                match (
-                    entry.get("username").and_then(|u| u.as_str()),
-                    entry.get("password").and_then(|p| p.as_str()),
-                ) {
-                    (Some(u), Some(p)) => Some((u.to_string(), p.to_string())),
-                    _ => None,
-                }
-            };
-            if let Some(p) = pair {
-                self.auth.insert(host.to_string(), p);
-            }
-        }
+        self.auth.extend(docker_config_auths(text));
         self
     }
+
+    /// The settings for pulling a pod's images: the credentials of the pod's imagePullSecrets
+    /// (found in `secrets`, of type `kubernetes.io/dockerconfigjson` or the legacy
+    /// `kubernetes.io/dockercfg`) over the node's own. Also returns the names of secrets that
+    /// are missing or hold no credentials (the pull goes on without them, as the kubelet's).
+    pub fn for_pod(
+        &self,
+        spec: &PodSpec,
+        namespace: &str,
+        secrets: &[ConfigData],
+    ) -> (PullConfig, Vec<String>) {
+        let mut cfg = self.clone();
+        let mut missing = Vec::new();
+        for r in spec.image_pull_secrets.iter().flatten() {
+            let name = r.name.as_str();
+            let found = secrets.iter().find(|s| s.namespace == namespace && s.name == name).and_then(|s| {
+                let text = |k: &str| s.data.get(k).and_then(|b| std::str::from_utf8(&b.0).ok());
+                let auths = match (text(".dockerconfigjson"), text(".dockercfg")) {
+                    (Some(t), _) => docker_config_auths(t),
+                    (None, Some(t)) => docker_config_auths(&format!("{{\"auths\": {t}}}")),
+                    (None, None) => BTreeMap::new(),
+                };
+                (!auths.is_empty()).then_some(auths)
+            });
+            match found {
+                Some(auths) => cfg.auth.extend(auths),
+                None => missing.push(name.to_string()),
+            }
+        }
+        (cfg, missing)
+    }
+}
+
+impl PullConfig {
+    /// Identifies the credentials a pull of `image` would use ("" for none), so pulls with
+    /// different credentials are never shared: a pod without the secret must not get an image
+    /// through another pod's pull.
+    pub fn fingerprint(&self, image: &str) -> String {
+        use sha2::{Digest as _, Sha256};
+        let Ok(parsed) = ImageRef::parse(image) else { return String::new() };
+        match self.auth.get(parsed.registry.as_str()) {
+            Some((u, p)) => {
+                let mut h = Sha256::new();
+                h.update(u.as_bytes());
+                h.update([0]);
+                h.update(p.as_bytes());
+                format!("{:x}", h.finalize())[..16].to_string()
+            }
+            None => String::new(),
+        }
+    }
+}
+
+/// Credentials by registry host from a Docker `config.json` (`auths.<registry>.auth` = base64
+/// `user:password`, or `username`/`password`).
+fn docker_config_auths(text: &str) -> BTreeMap<String, (String, String)> {
+    let mut out = BTreeMap::new();
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else { return out };
+    for (reg, entry) in v.get("auths").and_then(|a| a.as_object()).into_iter().flatten() {
+        let host =
+            reg.trim_start_matches("https://").trim_start_matches("http://").split('/').next().unwrap_or(reg);
+        let host = if host == "index.docker.io" { "docker.io" } else { host };
+        let pair = if let Some(a) = entry.get("auth").and_then(|a| a.as_str()) {
+            base64::engine::general_purpose::STANDARD
+                .decode(a)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .and_then(|s| s.split_once(':').map(|(u, p)| (u.to_string(), p.to_string())))
+        } else {
+            match (
+                entry.get("username").and_then(|u| u.as_str()),
+                entry.get("password").and_then(|p| p.as_str()),
+            ) {
+                (Some(u), Some(p)) => Some((u.to_string(), p.to_string())),
+                _ => None,
+            }
+        };
+        if let Some(p) = pair {
+            out.insert(host.to_string(), p);
+        }
+    }
+    out
 }
 
 fn registry_err(registry: &str) -> impl Fn(oci_client::errors::OciDistributionError) -> PullError + '_ {
@@ -252,6 +308,46 @@ mod tests {
         assert_eq!(cfg.auth.get("10.0.0.5:5000"), Some(&("a".into(), "b".into())));
         assert!(!cfg.auth.contains_key("bad"));
         assert!(PullConfig::default().with_docker_config("not json").auth.is_empty());
+    }
+
+    #[test]
+    fn image_pull_secrets_add_credentials_over_the_nodes() {
+        let node = PullConfig::default()
+            .with_docker_config(r#"{"auths": {"reg.a": {"username": "node", "password": "n"}}}"#);
+        let secret = |name: &str, key: &str, value: &str| ConfigData {
+            namespace: "apps".into(),
+            name: name.into(),
+            resource_version: "1".into(),
+            data: [(key.to_string(), value.into())].into(),
+        };
+        let secrets = [
+            secret("new", ".dockerconfigjson", r#"{"auths": {"reg.a": {"auth": "cG9kOnA="}}}"#),
+            secret("legacy", ".dockercfg", r#"{"reg.b:5000": {"username": "old", "password": "o"}}"#),
+            secret("opaque", "password", "x"),
+        ];
+        let spec: PodSpec = serde_json::from_value(serde_json::json!({
+            "containers": [],
+            "imagePullSecrets": [{"name": "new"}, {"name": "legacy"}, {"name": "opaque"}, {"name": "absent"}],
+        }))
+        .unwrap();
+        let (cfg, missing) = node.for_pod(&spec, "apps", &secrets);
+        assert_eq!(cfg.auth.get("reg.a"), Some(&("pod".into(), "p".into())), "the pod's secret wins");
+        assert_eq!(cfg.auth.get("reg.b:5000"), Some(&("old".into(), "o".into())));
+        assert_eq!(missing, ["opaque", "absent"]);
+        // Another namespace's secrets are not the pod's.
+        let (cfg, missing) = node.for_pod(&spec, "other", &secrets);
+        assert_eq!(cfg.auth.get("reg.a"), Some(&("node".into(), "n".into())));
+        assert_eq!(missing.len(), 4);
+        assert_eq!(node.fingerprint("reg.a/app:1"), node.fingerprint("reg.a/other"));
+        assert_ne!(
+            node.fingerprint("reg.a/app:1"),
+            cfg_with_pod(&node, &spec, &secrets).fingerprint("reg.a/app:1")
+        );
+        assert_eq!(node.fingerprint("reg.c/app:1"), "");
+    }
+
+    fn cfg_with_pod(node: &PullConfig, spec: &PodSpec, secrets: &[ConfigData]) -> PullConfig {
+        node.for_pod(spec, "apps", secrets).0
     }
 
     #[test]

@@ -12,7 +12,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use flotilla_shared::api::{Container, PodSpec, PullPolicy};
-use flotilla_shared::wire::DesiredPod;
+use flotilla_shared::wire::{ConfigData, DesiredPod};
 
 use super::paths::Paths;
 use super::{now_ms, now_wall};
@@ -35,11 +35,17 @@ pub struct Executor<'a> {
     pub pulls: &'a Pulls,
 }
 
-/// Pulls in progress, one per image reference, each on its own thread.
+/// What a finished pull reports: the image, the fingerprint of the credentials it used, and
+/// the outcome.
+pub type PullResult = (String, String, Result<(), String>);
+
+/// Pulls in progress, one per image reference and set of credentials, each on its own thread.
 #[derive(Default)]
 pub struct Pulls {
-    inflight:
-        std::sync::Mutex<std::collections::BTreeMap<String, std::thread::JoinHandle<Result<(), String>>>>,
+    #[allow(clippy::type_complexity)]
+    inflight: std::sync::Mutex<
+        std::collections::BTreeMap<(String, String), std::thread::JoinHandle<Result<(), String>>>,
+    >,
     pub config: crate::image::pull::PullConfig,
     /// Told when a pull ends, so the loop does not wait for its next round.
     wake: Option<std::sync::mpsc::Sender<()>>,
@@ -50,13 +56,14 @@ impl Pulls {
         Pulls { inflight: Default::default(), config, wake }
     }
 
-    /// Starts a pull of `image` unless one is running.
-    fn start(&self, store: &std::sync::Arc<ImageStore>, image: &str) {
+    /// Starts a pull of `image` with `cfg` unless one with the same credentials is running.
+    fn start(&self, store: &std::sync::Arc<ImageStore>, image: &str, cfg: crate::image::pull::PullConfig) {
         let Ok(mut map) = self.inflight.lock() else { return };
-        if map.contains_key(image) {
+        let key = (image.to_string(), cfg.fingerprint(image));
+        if map.contains_key(&key) {
             return;
         }
-        let (store, image_s, cfg) = (store.clone(), image.to_string(), self.config.clone());
+        let (store, image_s) = (store.clone(), image.to_string());
         let wake = self.wake.clone();
         tracing::info!(image, "pulling");
         let handle = std::thread::spawn(move || {
@@ -66,7 +73,7 @@ impl Pulls {
             }
             result
         });
-        map.insert(image.to_string(), handle);
+        map.insert(key, handle);
     }
 
     /// Whether no pull is running.
@@ -75,13 +82,15 @@ impl Pulls {
     }
 
     /// Takes the results of finished pulls.
-    pub fn finished(&self) -> Vec<(String, Result<(), String>)> {
+    pub fn finished(&self) -> Vec<PullResult> {
         let Ok(mut map) = self.inflight.lock() else { return Vec::new() };
-        let done: Vec<String> = map.iter().filter(|(_, h)| h.is_finished()).map(|(k, _)| k.clone()).collect();
+        let done: Vec<(String, String)> =
+            map.iter().filter(|(_, h)| h.is_finished()).map(|(k, _)| k.clone()).collect();
         done.into_iter()
             .filter_map(|k| {
                 let h = map.remove(&k)?;
-                Some((k, h.join().unwrap_or_else(|_| Err("the pull thread panicked".into()))))
+                let result = h.join().unwrap_or_else(|_| Err("the pull thread panicked".into()));
+                Some((k.0, k.1, result))
             })
             .collect()
     }
@@ -106,7 +115,14 @@ fn find_container<'p>(spec: &'p PodSpec, name: &str) -> Option<&'p Container> {
 
 impl Executor<'_> {
     /// Performs one action for `pod` (None when the pod is no longer desired).
-    pub fn perform(&self, action: &Action, desired: Option<&DesiredPod>, obs: &mut ObservedPod) {
+    /// `secrets` are those the pods may use (for imagePullSecrets).
+    pub fn perform(
+        &self,
+        action: &Action,
+        desired: Option<&DesiredPod>,
+        obs: &mut ObservedPod,
+        secrets: &[ConfigData],
+    ) {
         match action {
             Action::CreateSandbox { uid } => {
                 obs.sandbox = match self.create_sandbox(uid, desired) {
@@ -142,7 +158,14 @@ impl Executor<'_> {
                     };
                 } else {
                     // Runs on its own thread; `finish_pulls` records the outcome.
-                    self.pulls.start(self.images, image);
+                    let (cfg, missing) = match desired {
+                        Some(d) => self.pulls.config.for_pod(&d.spec, d.metadata.namespace(), secrets),
+                        None => (self.pulls.config.clone(), Vec::new()),
+                    };
+                    if !missing.is_empty() {
+                        tracing::warn!(pod = %obs.name, secrets = ?missing, "unable to retrieve some image pull secrets; attempting to pull the image may not succeed");
+                    }
+                    self.pulls.start(self.images, image, cfg);
                     rec.image = ImageState::Pulling;
                 }
             }

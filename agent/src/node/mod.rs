@@ -18,7 +18,7 @@ use sha2::{Digest as _, Sha256};
 
 use flotilla_shared::api::{Object, PodStatus};
 use flotilla_shared::manifest::load_paths;
-use flotilla_shared::wire::DesiredPod;
+use flotilla_shared::wire::{ConfigData, DesiredPod};
 
 use crate::image::ImageStore;
 use crate::reconcile::{self, Observed, ObservedPod, ObservedState, SandboxState, Termination};
@@ -55,31 +55,64 @@ pub struct PodEntry {
     pub terminating: bool,
 }
 
-/// Pods from a directory of manifests. A static pod's uid is derived from its namespace, name
-/// and spec, so editing a manifest replaces the pod, as the kubelet does.
-pub fn static_pods(dir: &Path) -> (Vec<DesiredPod>, Vec<String>) {
+/// What the agent is asked to run: pods, and the ConfigMaps and Secrets they may use (from a
+/// manifest directory, or later from the hub's snapshot).
+#[derive(Debug, Clone, Default)]
+pub struct Desired {
+    pub pods: Vec<DesiredPod>,
+    pub config_maps: Vec<ConfigData>,
+    pub secrets: Vec<ConfigData>,
+}
+
+/// Reads a directory of manifests. A static pod's uid is derived from its namespace, name
+/// and spec, so editing a manifest replaces the pod, as the kubelet does. ConfigMaps and
+/// Secrets in the directory serve the pods (a resource version derived from their content).
+/// Other kinds are ignored. Returns the load errors too.
+pub fn static_manifests(dir: &Path) -> (Desired, Vec<String>) {
     let loaded = load_paths(&[dir.to_path_buf()]);
     let errors: Vec<String> = loaded.errors.iter().map(ToString::to_string).collect();
-    let mut pods = Vec::new();
+    let mut desired = Desired::default();
+    let content_version = |json: Vec<u8>| format!("{:x}", Sha256::digest(json))[..16].to_string();
     for l in loaded.objects {
-        if let Object::Pod(p) = l.object {
-            let mut meta = p.metadata;
-            if meta.namespace.as_deref().unwrap_or_default().is_empty() {
-                meta.namespace = Some("default".into());
+        match l.object {
+            Object::Pod(p) => {
+                let mut meta = p.metadata;
+                default_namespace(&mut meta);
+                let spec_json = serde_json::to_vec(&p.spec).unwrap_or_default();
+                let mut h = Sha256::new();
+                h.update(meta.namespace().as_bytes());
+                h.update([0]);
+                h.update(meta.name().as_bytes());
+                h.update([0]);
+                h.update(&spec_json);
+                let digest = format!("{:x}", h.finalize());
+                meta.uid = Some(format!("static-{}", &digest[..24]));
+                desired.pods.push(DesiredPod { metadata: meta, spec: p.spec });
             }
-            let spec_json = serde_json::to_vec(&p.spec).unwrap_or_default();
-            let mut h = Sha256::new();
-            h.update(meta.namespace().as_bytes());
-            h.update([0]);
-            h.update(meta.name().as_bytes());
-            h.update([0]);
-            h.update(&spec_json);
-            let digest = format!("{:x}", h.finalize());
-            meta.uid = Some(format!("static-{}", &digest[..24]));
-            pods.push(DesiredPod { metadata: meta, spec: p.spec });
+            Object::ConfigMap(mut cm) => {
+                default_namespace(&mut cm.metadata);
+                desired.config_maps.push(ConfigData::from_config_map(
+                    &cm,
+                    &content_version(serde_json::to_vec(&cm).unwrap_or_default()),
+                ));
+            }
+            Object::Secret(mut s) => {
+                default_namespace(&mut s.metadata);
+                desired.secrets.push(ConfigData::from_secret(
+                    &s,
+                    &content_version(serde_json::to_vec(&s).unwrap_or_default()),
+                ));
+            }
+            _ => {}
         }
     }
-    (pods, errors)
+    (desired, errors)
+}
+
+fn default_namespace(meta: &mut flotilla_shared::api::ObjectMeta) {
+    if meta.namespace.as_deref().unwrap_or_default().is_empty() {
+        meta.namespace = Some("default".into());
+    }
 }
 
 /// Refreshes the observed state of running and starting containers from the shims' files,
@@ -258,9 +291,15 @@ fn image_gc(images: &ImageStore, policy: gc::ImageGcPolicy, desired: &[DesiredPo
     }
 }
 
-/// Records finished pulls on every container of `desired` waiting for that image.
-fn finish_pulls(pulls: &exec::Pulls, observed: &mut Observed, desired: &[DesiredPod]) {
-    for (image, result) in pulls.finished() {
+/// Records finished pulls on every container of `desired` waiting for that image whose pod
+/// pulls with the same credentials.
+fn finish_pulls(
+    pulls: &exec::Pulls,
+    observed: &mut Observed,
+    desired: &[DesiredPod],
+    secrets: &[ConfigData],
+) {
+    for (image, fingerprint, result) in pulls.finished() {
         match &result {
             Ok(()) => tracing::info!(image, "pulled"),
             Err(e) => tracing::warn!(image, error = %e, "pull failed"),
@@ -269,6 +308,11 @@ fn finish_pulls(pulls: &exec::Pulls, observed: &mut Observed, desired: &[Desired
             let Some(pod) = d.metadata.uid.as_deref().and_then(|u| observed.pods.get_mut(u)) else {
                 continue;
             };
+            if pulls.config.for_pod(&d.spec, d.metadata.namespace(), secrets).0.fingerprint(&image)
+                != fingerprint
+            {
+                continue;
+            }
             for c in d.spec.all_containers().filter(|c| c.image.as_deref() == Some(image.as_str())) {
                 let Some(rec) = pod.containers.get_mut(&c.name) else { continue };
                 if rec.image != reconcile::ImageState::Pulling {
@@ -318,7 +362,8 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     tracing::info!(manifests = %opts.manifests.display(), state = %paths.state.display(), pods = observed.pods.len(), "flotilla-agent running");
     while !term.load(std::sync::atomic::Ordering::SeqCst) {
         reap_children();
-        let (desired, errors) = static_pods(&opts.manifests);
+        let (wanted, errors) = static_manifests(&opts.manifests);
+        let desired = &wanted.pods;
         if errors != last_errors {
             for e in &errors {
                 tracing::warn!("{e}");
@@ -326,8 +371,8 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
             last_errors = errors;
         }
         observe(paths, &mut observed);
-        finish_pulls(&pulls, &mut observed, &desired);
-        let plan = reconcile::reconcile(&desired, &observed, now_ms(), &now_wall());
+        finish_pulls(&pulls, &mut observed, desired, &wanted.secrets);
+        let plan = reconcile::reconcile(desired, &observed, now_ms(), &now_wall());
         let by_uid: BTreeMap<&str, &DesiredPod> =
             desired.iter().filter_map(|d| d.metadata.uid.as_deref().map(|u| (u, d))).collect();
         for action in &plan.actions {
@@ -340,14 +385,14 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
                 ..Default::default()
             });
             tracing::debug!(?action, "performing");
-            exec.perform(action, d, obs);
+            exec.perform(action, d, obs, &wanted.secrets);
             if matches!(action, reconcile::Action::RemovePod { .. }) {
                 observed.pods.remove(&uid);
             }
         }
         write_atomic(&paths.observed(), &serde_json::to_vec(&observed)?)?;
         if last_gc_ms.is_none_or(|t| now_ms().saturating_sub(t) >= IMAGE_GC_PERIOD_MS) && pulls.idle() {
-            image_gc(&images, opts.image_gc, &desired, &observed);
+            image_gc(&images, opts.image_gc, desired, &observed);
             last_gc_ms = Some(now_ms());
         }
         let status = StatusFile {
@@ -469,11 +514,15 @@ mod tests {
             format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec:\n  containers:\n  - {{name: c, image: busybox, command: [{cmd}]}}\n")
         };
         std::fs::write(dir.path().join("p.yaml"), pod("a")).unwrap();
-        let (a, errs) = static_pods(dir.path());
-        assert!(errs.is_empty());
-        let (a2, _) = static_pods(dir.path());
+        let pods = |dir: &Path| {
+            let (d, errs) = static_manifests(dir);
+            assert!(errs.is_empty(), "{errs:?}");
+            d.pods
+        };
+        let a = pods(dir.path());
+        let a2 = pods(dir.path());
         std::fs::write(dir.path().join("p.yaml"), pod("b")).unwrap();
-        let (b, _) = static_pods(dir.path());
+        let b = pods(dir.path());
         assert_eq!(a[0].metadata.uid, a2[0].metadata.uid, "stable");
         assert_ne!(a[0].metadata.uid, b[0].metadata.uid, "a changed spec is a new pod");
         assert_eq!(a[0].metadata.namespace.as_deref(), Some("default"));

@@ -50,6 +50,53 @@ pub struct ConfigData {
     pub data: BTreeMap<String, serde_bytes_compat::Bytes>,
 }
 
+impl ConfigData {
+    /// A ConfigMap's `data` and (base64-decoded) `binaryData`. Values that are not valid
+    /// base64 are left out (validation refuses them before they are stored).
+    pub fn from_config_map(cm: &crate::api::ConfigMap, resource_version: &str) -> Self {
+        let mut data: BTreeMap<String, serde_bytes_compat::Bytes> = BTreeMap::new();
+        for (k, v) in cm.data.iter().flatten() {
+            data.insert(k.clone(), v.as_str().into());
+        }
+        for (k, v) in cm.binary_data.iter().flatten() {
+            if let Ok(b) = base64_decode(v) {
+                data.insert(k.clone(), b.into());
+            }
+        }
+        ConfigData {
+            namespace: cm.metadata.namespace().to_string(),
+            name: cm.metadata.name().to_string(),
+            resource_version: resource_version.to_string(),
+            data,
+        }
+    }
+
+    /// A Secret's (base64-decoded) `data` with `stringData` merged over it, as the API server
+    /// stores it.
+    pub fn from_secret(secret: &crate::api::Secret, resource_version: &str) -> Self {
+        let mut data: BTreeMap<String, serde_bytes_compat::Bytes> = BTreeMap::new();
+        for (k, v) in secret.data.iter().flatten() {
+            if let Ok(b) = base64_decode(v) {
+                data.insert(k.clone(), b.into());
+            }
+        }
+        for (k, v) in secret.string_data.iter().flatten() {
+            data.insert(k.clone(), v.as_str().into());
+        }
+        ConfigData {
+            namespace: secret.metadata.namespace().to_string(),
+            name: secret.metadata.name().to_string(),
+            resource_version: resource_version.to_string(),
+            data,
+        }
+    }
+}
+
+fn base64_decode(v: &str) -> Result<Vec<u8>, base64::DecodeError> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(v)
+}
+
 /// Registry credentials (`username`/`password`, or an identity token as `password` with an
 /// empty username).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
