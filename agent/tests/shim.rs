@@ -128,6 +128,12 @@ fn a_container_runs_logs_and_exits_with_its_code() {
     // Nothing blocked: the agent blocks SIGTERM/SIGINT for its signal thread, and a container
     // inheriting that mask would ignore `kubectl delete`'s SIGTERM.
     assert!(run.log.contains("SigBlk:\t0000000000000000"), "{}", run.log);
+    // Nor ignored: Rust ignores SIGPIPE in its own processes, and exec keeps ignored signals, so
+    // without a reset a writer to a closed pipe would get EPIPE errors instead of dying. Only
+    // the standard signals (1-31) count: the C library claims 32 and 33 for itself.
+    let ignored = run.log.lines().find_map(|l| l.split("SigIgn:\t").nth(1)).expect("SigIgn line");
+    let ignored = u64::from_str_radix(ignored.trim(), 16).unwrap();
+    assert_eq!(ignored & 0x7fff_ffff, 0, "ignored signals: {ignored:#x}");
 }
 
 #[test]

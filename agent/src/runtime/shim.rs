@@ -272,6 +272,8 @@ pub fn run(launch_path: &Path) -> anyhow::Result<()> {
         std::fs::read_to_string(launch_path).with_context(|| format!("reading {}", launch_path.display()))?;
     let launch: Launch =
         serde_json::from_str(&text).with_context(|| format!("parsing {}", launch_path.display()))?;
+    // The container inherits our ignored signals across exec: give it the default state.
+    super::reset_signals();
     // A session of its own (no terminal signals from the agent's), and the subreaper that
     // collects the container's exit status however libcontainer forked it.
     let _ = nix::unistd::setsid();
