@@ -255,6 +255,25 @@ fn init_containers_run_in_order_and_unused_images_are_collected() {
     let r = row(&state, "ordered", "first").unwrap();
     assert_eq!((r.0.as_str(), r.2.as_str()), ("Completed", "0"));
 
+    // The sandbox holder dies: the pod is restarted in a new sandbox, init containers first.
+    let status: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state.join("status.json")).unwrap()).unwrap();
+    let uid = status["pods"].as_array().unwrap().iter().find(|p| p["name"] == "ordered").unwrap()["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let sandbox: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("sandboxes").join(format!("{uid}.json"))).unwrap())
+            .unwrap();
+    let holder = sandbox["pid"].as_i64().unwrap() as i32;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(holder), nix::sys::signal::Signal::SIGKILL).unwrap();
+    wait_for("ordered restarted in a new sandbox", &state, || {
+        row(&state, "ordered", "main").is_some_and(|r| r.0 == "Running" && r.1 == "1")
+    });
+    let first_log =
+        std::fs::read_to_string(state.join("pods").join(&uid).join("logs/first/current.log")).unwrap();
+    assert_eq!(first_log.matches(" F first").count(), 2, "init containers ran again: {first_log}");
+
     // A failing init container with restartPolicy Never fails the pod: main never starts.
     wait_for("broken's init fails", &state, || row(&state, "broken", "second").is_some_and(|r| r.2 == "3"));
     std::thread::sleep(Duration::from_secs(2));

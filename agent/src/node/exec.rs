@@ -126,7 +126,12 @@ impl Executor<'_> {
         match action {
             Action::CreateSandbox { uid } => {
                 obs.sandbox = match self.create_sandbox(uid, desired) {
-                    Ok(()) => SandboxState::Ready,
+                    Ok(()) => {
+                        if let Some(d) = desired {
+                            rerun_init_containers(d, obs);
+                        }
+                        SandboxState::Ready
+                    }
                     Err(e) => {
                         let attempts = match &obs.sandbox {
                             SandboxState::Failed { attempts, .. } => attempts + 1,
@@ -417,6 +422,19 @@ impl Executor<'_> {
                 let _ = kill(pid, Signal::SIGKILL);
             }
         });
+    }
+}
+
+/// A new sandbox for a pod whose containers already ran (its old one was lost) is a restart of
+/// the pod: its init containers run again, in order, as the kubelet does.
+fn rerun_init_containers(d: &DesiredPod, obs: &mut ObservedPod) {
+    for c in d.spec.init_containers.iter().flatten() {
+        if let Some(rec) = obs.containers.get_mut(&c.name) {
+            if let ObservedState::Exited(t) = std::mem::take(&mut rec.state) {
+                rec.last_termination = Some(t);
+                rec.restart_count += 1;
+            }
+        }
     }
 }
 

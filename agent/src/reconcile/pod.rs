@@ -79,6 +79,20 @@ pub(super) fn plan(
 
     let mut actions = Vec::new();
     let mut wake = None;
+    // The sandbox is gone (its holder was killed) while containers still run in its
+    // namespaces: as the kubelet does, kill them all, then make a new sandbox; the restart
+    // policy decides what starts again in it.
+    let sandbox_lost = matches!(sandbox, SandboxState::Absent | SandboxState::Failed { .. })
+        && records
+            .values()
+            .any(|r| matches!(r.state, ObservedState::Running { .. } | ObservedState::Creating { .. }));
+    if sandbox_lost && !deleting {
+        actions.push(Action::KillPod {
+            uid: uid.to_string(),
+            grace_secs: grace_secs(spec.termination_grace_period_seconds),
+        });
+    }
+    let deleting = deleting || sandbox_lost;
     let sandbox_ready = match sandbox {
         SandboxState::Ready => true,
         SandboxState::Creating => false,

@@ -244,6 +244,24 @@ fn sandbox_comes_first() {
         case("sandbox failed 30 times: capped", p(), observed(sandbox_failed(1_000, 30), vec![]), 2_000)
             .expect(vec![], Some(301_000), "Pending | web=ContainerCreating"),
         case(
+            "sandbox lost under a running container: kill the pod first",
+            p(),
+            observed(SandboxState::Absent, vec![("web", running(1_000))]),
+            5_000,
+        )
+        .expect(
+            vec![Action::KillPod { uid: UID.into(), grace_secs: 30 }],
+            None,
+            "Running | web=running",
+        ),
+        case(
+            "sandbox lost, containers stopped: a new sandbox",
+            p(),
+            observed(SandboxState::Absent, vec![("web", exited(143, 6_000, 5_000))]),
+            6_000,
+        )
+        .expect(vec![create_sandbox()], None, "Running | web=exit:143:Error"),
+        case(
             "nothing else before the sandbox is ready",
             with_init("Always"),
             observed(SandboxState::Creating, vec![("a", not_created(ImageState::Present))]),
