@@ -5,6 +5,7 @@
 
 pub mod exec;
 pub mod gc;
+pub mod info;
 pub mod paths;
 pub mod watch;
 

@@ -6,6 +6,7 @@
 //! an unknown protocol version is rejected with a typed error before any allocation happens.
 
 mod messages;
+pub mod reconnect;
 pub mod topics;
 
 pub use messages::*;
