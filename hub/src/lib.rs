@@ -4,5 +4,6 @@
 
 pub mod api;
 pub mod cli;
+pub mod mqtt;
 pub mod serve;
 pub mod store;

@@ -133,7 +133,7 @@ impl Writer {
                     let _ = req.reply.send(res);
                 }
                 self.commits += 1;
-                if self.commits % 512 == 0 {
+                if self.commits.is_multiple_of(512) {
                     // Auto-checkpoints are passive; a periodic TRUNCATE keeps the WAL small even
                     // while readers come and go.
                     let _ = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");

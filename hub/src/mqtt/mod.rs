@@ -1,0 +1,5 @@
+//! The MQTT side of the hub: the embedded broker, its users and access rules.
+
+pub mod acl;
+pub mod broker;
+pub mod users;
