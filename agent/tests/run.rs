@@ -294,5 +294,14 @@ fn init_containers_run_in_order_and_unused_images_are_collected() {
         std::fs::remove_file(manifests.join(f)).unwrap();
     }
     wait_for("all pods gone", &state, || ps(&state).lines().count() == 1);
+    // No cgroup is left behind, in any hierarchy.
+    let leftovers: Vec<String> = std::fs::read_dir("/sys/fs/cgroup")
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("flotilla").join(&uid))
+        .filter(|p| p.exists())
+        .map(|p| p.display().to_string())
+        .collect();
+    assert!(leftovers.is_empty(), "pod cgroups left behind: {leftovers:?}");
     drop(agent);
 }

@@ -235,6 +235,7 @@ impl Executor<'_> {
                     }
                 }
                 let _ = std::fs::remove_dir_all(self.paths.pod(uid));
+                remove_pod_cgroups(uid);
             }
         }
     }
@@ -433,6 +434,25 @@ fn rerun_init_containers(d: &DesiredPod, obs: &mut ObservedPod) {
             if let ObservedState::Exited(t) = std::mem::take(&mut rec.state) {
                 rec.last_termination = Some(t);
                 rec.restart_count += 1;
+            }
+        }
+    }
+}
+
+/// Removes the pod's cgroup (`/flotilla/<uid>`) in every hierarchy: libcontainer removes the
+/// containers' own cgroups, not their parent. Only empty cgroups can be removed (rmdir), so a
+/// straggling process keeps its cgroup rather than losing its limits.
+fn remove_pod_cgroups(uid: &str) {
+    let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") else { return };
+    let mut dirs: Vec<PathBuf> = vec![Path::new("/sys/fs/cgroup/flotilla").join(uid)];
+    dirs.extend(entries.flatten().map(|e| e.path().join("flotilla").join(uid)));
+    for dir in dirs {
+        if let Ok(children) = std::fs::read_dir(&dir) {
+            for c in children.flatten().filter(|c| c.file_type().is_ok_and(|t| t.is_dir())) {
+                let _ = std::fs::remove_dir(c.path());
+            }
+            if let Err(e) = std::fs::remove_dir(&dir) {
+                tracing::debug!(cgroup = %dir.display(), error = %e, "cannot remove the pod's cgroup");
             }
         }
     }
