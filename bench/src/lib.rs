@@ -27,7 +27,15 @@ pub struct Hub {
 impl Hub {
     pub fn start(dir: &Path) -> anyhow::Result<Hub> {
         let child = Command::new(release_bin("flotilla-hub")?)
-            .args(["--data-dir", &dir.to_string_lossy(), "serve", "--listen", "127.0.0.1:0"])
+            .args([
+                "--data-dir",
+                &dir.to_string_lossy(),
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--mqtt-listen",
+                "127.0.0.1:0",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?;

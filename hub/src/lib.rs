@@ -5,5 +5,6 @@
 pub mod api;
 pub mod cli;
 pub mod mqtt;
+pub mod nodes;
 pub mod serve;
 pub mod store;

@@ -27,6 +27,45 @@ pub struct ServeOptions {
     /// The CA that signed the serving certificate, recorded for CLIs on this machine.
     pub tls_ca: Option<PathBuf>,
     pub body_limit: usize,
+    pub mqtt: MqttServeOptions,
+}
+
+/// The MQTT side of `serve`: the embedded broker (default) or an external one.
+#[derive(Debug, Clone)]
+pub struct MqttServeOptions {
+    /// The embedded broker's plain listener (loopback by default).
+    pub listen: Option<SocketAddr>,
+    /// The embedded broker's TLS listener (with the hub's --tls-cert and --tls-key).
+    pub tls_listen: Option<SocketAddr>,
+    /// Use this broker instead of the embedded one.
+    pub external: Option<ExternalBroker>,
+    /// The broker URL agents are told to use (default: the embedded broker's listener).
+    pub advertise: Option<String>,
+    /// A node silent this long is NotReady.
+    pub node_grace: std::time::Duration,
+    pub topic_root: String,
+}
+
+impl Default for MqttServeOptions {
+    fn default() -> Self {
+        MqttServeOptions {
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 1883))),
+            tls_listen: None,
+            external: None,
+            advertise: None,
+            node_grace: std::time::Duration::from_secs(40),
+            topic_root: flotilla_shared::wire::topics::DEFAULT_ROOT.to_string(),
+        }
+    }
+}
+
+/// An external broker (Mosquitto, EMQX) and the hub's credentials on it.
+#[derive(Debug, Clone)]
+pub struct ExternalBroker {
+    pub url: String,
+    pub username: String,
+    pub password: String,
+    pub ca: Option<PathBuf>,
 }
 
 /// The data directory when none is given: `$FLOTILLA_DATA_DIR`, else `/var/lib/flotilla-hub`
@@ -83,15 +122,102 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
 }
 
 /// Components that are not built yet report themselves as such, honestly.
-fn components() -> Vec<Component> {
-    ["scheduler", "controller-manager", "broker"]
-        .into_iter()
-        .map(|name| Component {
-            name,
-            healthy: false,
-            message: "not running: not part of this build yet".into(),
-        })
-        .collect()
+fn components(broker: String) -> impl Fn() -> Vec<Component> + Send + Sync {
+    move || {
+        let mut out: Vec<Component> = ["scheduler", "controller-manager"]
+            .into_iter()
+            .map(|name| Component {
+                name,
+                healthy: false,
+                message: "not running: not part of this build yet".into(),
+            })
+            .collect();
+        out.push(Component { name: "broker", healthy: true, message: broker.clone() });
+        out
+    }
+}
+
+/// Starts the embedded broker (unless an external one is configured) and the hub's node link.
+/// Returns the running broker (kept alive by the caller), the URL to advertise to agents and a
+/// description for `status`.
+async fn start_mqtt(
+    opts: &ServeOptions,
+    store: &Store,
+) -> anyhow::Result<(Option<crate::mqtt::broker::Broker>, String, String)> {
+    use crate::mqtt::{acl::Role, broker, users};
+    let m = &opts.mqtt;
+    let topics = flotilla_shared::wire::topics::Topics::new(&m.topic_root).map_err(anyhow::Error::msg)?;
+    crate::nodes::credentials::ensure_namespace(store).await.map_err(anyhow::Error::msg)?;
+    let (embedded, link, advertise, described) = match &m.external {
+        None => {
+            let users = users::Users::default();
+            let hub_password = users::new_password();
+            users.insert("flotilla-hub", Role::Hub, &hub_password);
+            tokio::spawn(crate::nodes::credentials::sync_users(store.clone(), users.clone()));
+            let tls = match (m.tls_listen, &opts.tls_cert, &opts.tls_key) {
+                (Some(a), Some(c), Some(k)) => Some((a, c.clone(), k.clone())),
+                (Some(_), _, _) => bail!("--mqtt-tls-listen needs --tls-cert and --tls-key"),
+                _ => None,
+            };
+            let b = broker::Broker::start(
+                broker::BrokerOptions { tcp: m.listen, tls, max_packet: (wire_max() + 64 * 1024) as u32 },
+                users,
+                topics.clone(),
+            )
+            .await?;
+            let (url, ca) = match (b.tcp_addr, b.tls_addr) {
+                (Some(a), _) => (format!("mqtt://127.0.0.1:{}", a.port()), None),
+                (None, Some(a)) => (format!("mqtts://localhost:{}", a.port()), opts.tls_ca.clone()),
+                (None, None) => bail!("the embedded broker needs --mqtt-listen or --mqtt-tls-listen"),
+            };
+            let advertise = m.advertise.clone().unwrap_or_else(|| match (b.tls_addr, b.tcp_addr) {
+                (Some(a), _) => format!("mqtts://{a}"),
+                (None, Some(a)) => format!("mqtt://{a}"),
+                (None, None) => url.clone(),
+            });
+            let described = format!(
+                "embedded (rmqtt) on {}",
+                [b.tcp_addr.map(|a| format!("mqtt://{a}")), b.tls_addr.map(|a| format!("mqtts://{a}"))]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let ca_pem = ca.map(std::fs::read).transpose()?;
+            (Some(b), (url, "flotilla-hub".to_string(), hub_password, ca_pem), advertise, described)
+        }
+        Some(ext) => {
+            let ca_pem = ext.ca.as_ref().map(std::fs::read).transpose()?;
+            let advertise = m.advertise.clone().unwrap_or_else(|| ext.url.clone());
+            (
+                None,
+                (ext.url.clone(), ext.username.clone(), ext.password.clone(), ca_pem),
+                advertise,
+                format!("external {}", ext.url),
+            )
+        }
+    };
+    let (url, username, password, ca_pem) = link;
+    let cfg = flotilla_link::LinkConfig {
+        url: url.parse()?,
+        client_id: format!("flotilla-hub-{}", uuid::Uuid::new_v4().simple()),
+        username,
+        password,
+        ca_pem,
+        keep_alive: std::time::Duration::from_secs(15),
+        subscriptions: topics.hub_filters(),
+        will: None,
+        max_packet: (wire_max() + 64 * 1024) as u32,
+    };
+    crate::nodes::start(
+        store.clone(),
+        crate::nodes::NodeLinkOptions { link: cfg, topics, grace: m.node_grace },
+    )?;
+    Ok((embedded, advertise, described))
+}
+
+fn wire_max() -> usize {
+    flotilla_shared::wire::DEFAULT_MAX_PAYLOAD
 }
 
 /// Runs the server until `shutdown` resolves.
@@ -104,13 +230,26 @@ pub async fn serve(
     let store =
         tokio::task::spawn_blocking(move || Store::open(&dir)).await.context("opening the store")??;
     let token = ensure_token(&opts.data_dir)?;
+    let (broker, advertise, described) = start_mqtt(&opts, &store).await?;
     let state = Arc::new(ApiState {
         store: store.clone(),
         tokens: vec![token],
         body_limit: opts.body_limit,
-        components: Arc::new(components),
+        components: Arc::new(components(described)),
     });
-    let app = api::router(state);
+    let credentials = Arc::new(crate::nodes::credentials::CredentialsState {
+        api: state.clone(),
+        broker: advertise.clone(),
+        topics: flotilla_shared::wire::topics::Topics::new(&opts.mqtt.topic_root)
+            .map_err(anyhow::Error::msg)?,
+    });
+    let app = axum::Router::new()
+        .route(
+            "/flotilla/v1/nodes/{name}/credentials",
+            axum::routing::post(crate::nodes::credentials::handler),
+        )
+        .with_state(credentials)
+        .merge(api::router(state));
     let tls = match (&opts.tls_cert, &opts.tls_key) {
         (Some(c), Some(k)) => Some((c.clone(), k.clone())),
         (None, None) => None,
@@ -127,7 +266,7 @@ pub async fn serve(
         "certificateAuthority": opts.tls_ca.as_ref().map(|c| std::fs::canonicalize(c).unwrap_or_else(|_| c.clone())),
     });
     write_private(&opts.data_dir.join(CLIENT_FILE), client.to_string().as_bytes())?;
-    tracing::info!(url = %server_url, data_dir = %opts.data_dir.display(), revision = store.revision(), "flotilla-hub serving");
+    tracing::info!(url = %server_url, data_dir = %opts.data_dir.display(), revision = store.revision(), broker = %advertise, "flotilla-hub serving");
 
     let result = match tls {
         Some((cert, key)) => {
@@ -153,6 +292,7 @@ pub async fn serve(
             axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("serving HTTP")
         }
     };
+    drop(broker);
     tokio::task::spawn_blocking(move || store.close()).await.ok();
     tracing::info!("flotilla-hub stopped");
     result

@@ -99,6 +99,28 @@ pub struct LinkConfig {
     pub max_packet: u32,
 }
 
+/// What an agent needs to reach its hub: written by `flotilla-hub node add` (or the join
+/// flow) and read by `flotilla-agent run --config`. Holds a password: mode 0600.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentConfig {
+    /// This node's name (also its broker user name).
+    pub node: String,
+    /// `mqtt://host:port` or `mqtts://host:port`.
+    pub broker: String,
+    pub username: String,
+    pub password: String,
+    #[serde(default = "default_root")]
+    pub topic_root: String,
+    /// PEM CA certificates for `mqtts://` (the system's roots when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_pem: Option<String>,
+}
+
+fn default_root() -> String {
+    flotilla_shared::wire::topics::DEFAULT_ROOT.to_string()
+}
+
 /// What the event loop reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LinkEvent {

@@ -69,7 +69,7 @@ fn apply_get_describe_delete_round_trip() {
         let out = ok(&hub.cli(&["get", kind, "-A", "-o", "json"], None));
         let list: Value = serde_json::from_str(&out).unwrap();
         let items = list["items"].as_array().unwrap();
-        let extra = usize::from(kind == "Namespace"); // "default" exists from the start
+        let extra = 2 * usize::from(kind == "Namespace"); // "default" and "flotilla-system" exist from the start
         assert_eq!(items.len(), n + extra, "{kind}");
         for item in items {
             let m = &item["metadata"];
@@ -123,7 +123,7 @@ fn apply_get_describe_delete_round_trip() {
     for kind in by_kind.keys() {
         let out = ok(&hub.cli(&["get", kind, "-A", "-o", "json"], None));
         let list: Value = serde_json::from_str(&out).unwrap();
-        let extra = usize::from(kind == "Namespace");
+        let extra = 2 * usize::from(kind == "Namespace");
         assert_eq!(list["items"].as_array().unwrap().len(), extra, "{kind} left after delete");
     }
     // Deleting what is gone fails with a clear message.
@@ -417,7 +417,15 @@ fn tls_when_given_a_certificate() {
     std::fs::create_dir_all(&dir).unwrap();
     let log = dir.with_extension("log");
     let child = std::process::Command::new(flotilla_tests::bin("flotilla-hub"))
-        .args(["--data-dir", dir.to_str().unwrap(), "serve", "--listen", "127.0.0.1:0"])
+        .args([
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--mqtt-listen",
+            "127.0.0.1:0",
+        ])
         .args(["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap(), "--tls-ca", &ca])
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
@@ -489,7 +497,15 @@ fn a_corrupt_database_is_refused_with_advice() {
     std::fs::write(&db, bytes).unwrap();
     let out = flotilla_tests::run(
         &flotilla_tests::bin("flotilla-hub"),
-        &["--data-dir", dir.to_str().unwrap(), "serve", "--listen", "127.0.0.1:0"],
+        &[
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--mqtt-listen",
+            "127.0.0.1:0",
+        ],
         tmp.path(),
         None,
     );

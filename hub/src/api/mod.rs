@@ -76,7 +76,7 @@ fn token_eq(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn authorized(st: &ApiState, headers: &HeaderMap) -> bool {
+pub(crate) fn authorized(st: &ApiState, headers: &HeaderMap) -> bool {
     let Some(given) = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

@@ -77,7 +77,35 @@ pub enum Command {
         /// Largest accepted request body, in bytes.
         #[arg(long, default_value_t = crate::api::DEFAULT_BODY_LIMIT)]
         max_body_bytes: usize,
+        /// The embedded MQTT broker's listener (plain MQTT; loopback by default).
+        #[arg(long, default_value = "127.0.0.1:1883")]
+        mqtt_listen: std::net::SocketAddr,
+        /// Also listen for MQTT over TLS here (uses --tls-cert and --tls-key).
+        #[arg(long)]
+        mqtt_tls_listen: Option<std::net::SocketAddr>,
+        /// Use this broker (mqtt://host:port or mqtts://host:port) instead of the embedded one.
+        #[arg(long)]
+        broker: Option<String>,
+        /// The hub's user name on the external broker.
+        #[arg(long, default_value = "flotilla-hub", requires = "broker")]
+        broker_username: String,
+        /// A file holding the hub's password on the external broker.
+        #[arg(long, requires = "broker")]
+        broker_password_file: Option<PathBuf>,
+        /// PEM CA certificate(s) of the external broker (mqtts://).
+        #[arg(long, requires = "broker")]
+        broker_ca: Option<PathBuf>,
+        /// The broker URL agents are told to use (default: the broker the hub uses).
+        #[arg(long)]
+        advertise_broker: Option<String>,
+        /// Seconds without a report after which a node is NotReady.
+        #[arg(long, default_value_t = 40)]
+        node_grace_seconds: u64,
     },
+    /// Manage nodes: `node add NAME` issues a node's broker credentials and prints its agent
+    /// configuration (for `flotilla-agent run --config`).
+    #[command(subcommand)]
+    Node(NodeCommand),
     /// Create or update objects from files, directories or stdin (`-`).
     Apply {
         #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
@@ -125,6 +153,33 @@ pub enum Command {
     Completion { shell: clap_complete::Shell },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Issue (or rotate) a node's broker credentials and print its agent configuration.
+    Add {
+        name: String,
+        /// Write the configuration to this file (mode 0600) instead of standard output.
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+    },
+}
+
+async fn node_add(conn: &client::Connection, name: &str, output: Option<PathBuf>) -> anyhow::Result<i32> {
+    let c = Client::connect(conn)?;
+    let written =
+        c.write(reqwest::Method::POST, &format!("/flotilla/v1/nodes/{name}/credentials"), None).await?;
+    let text = serde_json::to_string_pretty(&written.object)?;
+    match output {
+        Some(path) => {
+            crate::store::crypto::write_private(&path, format!("{text}\n").as_bytes())
+                .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+            eprintln!("node/{name} credentials written to {}", path.display());
+        }
+        None => println!("{text}"),
+    }
+    Ok(0)
+}
+
 /// Runs a command and returns the process exit status.
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
@@ -165,7 +220,34 @@ fn fail(e: &anyhow::Error) -> i32 {
 
 async fn run_async(global: &Global, command: Command) -> anyhow::Result<i32> {
     match command {
-        Command::Serve { listen, tls_cert, tls_key, tls_ca, max_body_bytes } => {
+        Command::Serve {
+            listen,
+            tls_cert,
+            tls_key,
+            tls_ca,
+            max_body_bytes,
+            mqtt_listen,
+            mqtt_tls_listen,
+            broker,
+            broker_username,
+            broker_password_file,
+            broker_ca,
+            advertise_broker,
+            node_grace_seconds,
+        } => {
+            let external = match broker {
+                Some(url) => {
+                    let password = match &broker_password_file {
+                        Some(f) => std::fs::read_to_string(f)
+                            .map_err(|e| anyhow::anyhow!("reading {}: {e}", f.display()))?
+                            .trim()
+                            .to_string(),
+                        None => String::new(),
+                    };
+                    Some(serve::ExternalBroker { url, username: broker_username, password, ca: broker_ca })
+                }
+                None => None,
+            };
             let opts = serve::ServeOptions {
                 data_dir: global.data_dir(),
                 listen,
@@ -173,6 +255,14 @@ async fn run_async(global: &Global, command: Command) -> anyhow::Result<i32> {
                 tls_key,
                 tls_ca,
                 body_limit: max_body_bytes,
+                mqtt: serve::MqttServeOptions {
+                    listen: Some(mqtt_listen),
+                    tls_listen: mqtt_tls_listen,
+                    external,
+                    advertise: advertise_broker,
+                    node_grace: std::time::Duration::from_secs(node_grace_seconds),
+                    ..Default::default()
+                },
             };
             serve::serve(opts, serve::shutdown_signal()).await?;
             Ok(0)
@@ -187,6 +277,9 @@ async fn run_async(global: &Global, command: Command) -> anyhow::Result<i32> {
         }
         Command::Create(args) => apply::create(&global.connection(), args).await,
         Command::Status => get::status(&global.connection()).await,
+        Command::Node(NodeCommand::Add { name, output }) => {
+            node_add(&global.connection(), &name, output).await
+        }
         Command::Version => {
             println!("Client Version: v{}", env!("CARGO_PKG_VERSION"));
             match Client::connect(&global.connection()) {

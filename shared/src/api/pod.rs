@@ -471,4 +471,52 @@ impl PodSpec {
     pub fn all_containers(&self) -> impl Iterator<Item = &Container> {
         self.init_containers.iter().flatten().chain(self.containers.iter())
     }
+
+    /// The ConfigMaps the pod reads (volumes, env `valueFrom`, `envFrom`), in its namespace.
+    pub fn config_map_names(&self) -> std::collections::BTreeSet<&str> {
+        let mut names: std::collections::BTreeSet<&str> = self
+            .volumes
+            .iter()
+            .flatten()
+            .filter_map(|v| Some(v.config_map.as_ref()?.name.as_str()))
+            .collect();
+        for c in self.all_containers() {
+            for e in c.env.iter().flatten() {
+                if let Some(r) = e.value_from.as_ref().and_then(|v| v.config_map_key_ref.as_ref()) {
+                    names.insert(&r.name);
+                }
+            }
+            for f in c.env_from.iter().flatten() {
+                if let Some(r) = &f.config_map_ref {
+                    names.insert(&r.name);
+                }
+            }
+        }
+        names
+    }
+
+    /// The Secrets the pod reads (volumes, env `valueFrom`, `envFrom`, imagePullSecrets), in
+    /// its namespace.
+    pub fn secret_names(&self) -> std::collections::BTreeSet<&str> {
+        let mut names: std::collections::BTreeSet<&str> = self
+            .volumes
+            .iter()
+            .flatten()
+            .filter_map(|v| Some(v.secret.as_ref()?.secret_name.as_str()))
+            .collect();
+        names.extend(self.image_pull_secrets.iter().flatten().map(|r| r.name.as_str()));
+        for c in self.all_containers() {
+            for e in c.env.iter().flatten() {
+                if let Some(r) = e.value_from.as_ref().and_then(|v| v.secret_key_ref.as_ref()) {
+                    names.insert(&r.name);
+                }
+            }
+            for f in c.env_from.iter().flatten() {
+                if let Some(r) = &f.secret_ref {
+                    names.insert(&r.name);
+                }
+            }
+        }
+        names
+    }
 }

@@ -1,0 +1,160 @@
+//! Node credentials for the broker: one Secret per node in `flotilla-system` (type
+//! `flotilla.io/node-credentials`, holding only a salted hash), loaded into the embedded
+//! broker's users and kept in sync with the store. `POST /flotilla/v1/nodes/{name}/credentials`
+//! (admin) issues a fresh password and returns the agent's configuration.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine;
+use serde_json::{json, Value};
+
+use flotilla_link::AgentConfig;
+use flotilla_shared::api::Kind;
+use flotilla_shared::selector::LabelSelector;
+use flotilla_shared::wire::topics::Topics;
+
+use crate::api::ApiState;
+use crate::mqtt::acl::Role;
+use crate::mqtt::users::{hash_password, new_password, Users};
+use crate::store::objects::Mode;
+use crate::store::{ChangeOp, Store, WriteOp};
+
+pub const SYSTEM_NAMESPACE: &str = "flotilla-system";
+pub const CREDENTIALS_TYPE: &str = "flotilla.io/node-credentials";
+
+pub fn secret_name(node: &str) -> String {
+    format!("node-{node}-mqtt")
+}
+
+/// (node, password hash) from a credentials Secret as stored (`data` is base64).
+fn parse(secret: &Value) -> Option<(String, String)> {
+    if secret.pointer("/type").and_then(Value::as_str) != Some(CREDENTIALS_TYPE)
+        || secret.pointer("/metadata/namespace").and_then(Value::as_str) != Some(SYSTEM_NAMESPACE)
+    {
+        return None;
+    }
+    let field = |k: &str| -> Option<String> {
+        let b = secret.pointer(&format!("/data/{k}"))?.as_str()?;
+        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b).ok()?).ok()
+    };
+    Some((field("node")?, field("passwordHash")?))
+}
+
+/// Loads every node's credentials into `users`, then follows changes.
+pub async fn sync_users(store: Store, users: Users) {
+    let mut feed = store.subscribe();
+    match store.list(Kind::Secret, Some(SYSTEM_NAMESPACE), &LabelSelector::default()).await {
+        Ok((secrets, _)) => {
+            for s in &secrets {
+                if let Some((node, hash)) = parse(s) {
+                    if let Err(e) = users.insert_hashed(&node, Role::Node(node.clone()), &hash) {
+                        tracing::warn!(node, error = e, "unreadable node credentials");
+                    }
+                }
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "loading node credentials"),
+    }
+    loop {
+        let change = match feed.recv().await {
+            Ok(c) => c,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(_) => return,
+        };
+        if change.kind != Kind::Secret || change.namespace != SYSTEM_NAMESPACE {
+            continue;
+        }
+        if let Some((node, hash)) = parse(&change.object) {
+            if change.op == ChangeOp::Deleted {
+                users.remove(&node);
+            } else if let Err(e) = users.insert_hashed(&node, Role::Node(node.clone()), &hash) {
+                tracing::warn!(node, error = e, "unreadable node credentials");
+            }
+        }
+    }
+}
+
+/// Creates (or rotates) a node's credentials; returns the configuration for its agent.
+pub async fn issue(store: &Store, node: &str, broker: &str, topics: &Topics) -> Result<AgentConfig, String> {
+    if !flotilla_shared::names::is_dns1123_label(node) {
+        return Err(format!(
+            "node name {node:?} must be a DNS-1123 label (lower case, digits, '-', at most 63)"
+        ));
+    }
+    ensure_namespace(store).await?;
+    let password = new_password();
+    let secret = json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"namespace": SYSTEM_NAMESPACE, "name": secret_name(node)},
+        "type": CREDENTIALS_TYPE,
+        "stringData": {"node": node, "passwordHash": hash_password(&password)},
+    });
+    store
+        .write(WriteOp::Put { kind: Kind::Secret, object: secret, mode: Mode::Apply }, false)
+        .await
+        .map_err(|e| format!("storing the credentials: {e}"))?;
+    Ok(AgentConfig {
+        node: node.to_string(),
+        broker: broker.to_string(),
+        username: node.to_string(),
+        password,
+        topic_root: topics.root().to_string(),
+        ca_pem: None,
+    })
+}
+
+/// Creates the hub's own namespace if missing.
+pub async fn ensure_namespace(store: &Store) -> Result<(), String> {
+    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SYSTEM_NAMESPACE}});
+    store
+        .write(WriteOp::Put { kind: Kind::Namespace, object: ns, mode: Mode::Apply }, false)
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("creating namespace {SYSTEM_NAMESPACE}: {e}"))
+}
+
+/// What the credentials endpoint needs.
+pub struct CredentialsState {
+    pub api: Arc<ApiState>,
+    /// The broker URL agents should use.
+    pub broker: String,
+    pub topics: Topics,
+}
+
+/// `POST /flotilla/v1/nodes/{name}/credentials`.
+pub async fn handler(
+    State(st): State<Arc<CredentialsState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if !crate::api::authorized(&st.api, &headers) {
+        return (StatusCode::UNAUTHORIZED, Json(json!({"message": "a valid bearer token is required"})))
+            .into_response();
+    }
+    match issue(&st.api.store, &name, &st.broker, &st.topics).await {
+        Ok(cfg) => (StatusCode::CREATED, Json(cfg)).into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, Json(json!({"message": e}))).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_credentials_secrets_in_the_system_namespace_count() {
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let secret = |ns: &str, ty: &str| {
+            json!({"metadata": {"namespace": ns, "name": "node-pi-1-mqtt"}, "type": ty,
+                   "data": {"node": b64("pi-1"), "passwordHash": b64("s.h")}})
+        };
+        assert_eq!(parse(&secret(SYSTEM_NAMESPACE, CREDENTIALS_TYPE)), Some(("pi-1".into(), "s.h".into())));
+        assert_eq!(parse(&secret("default", CREDENTIALS_TYPE)), None, "any user can write in default");
+        assert_eq!(parse(&secret(SYSTEM_NAMESPACE, "Opaque")), None);
+    }
+}

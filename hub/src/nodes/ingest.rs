@@ -1,0 +1,175 @@
+//! What a node's reports change in the store (pure): pod statuses from a status report, the
+//! Node object's status from node facts and readiness. Stale reports (an older sequence) and
+//! reports about pods that are not bound to the reporting node are ignored.
+
+use serde_json::{json, Value};
+
+use flotilla_shared::api::{Condition, NodeAddress, NodeStatus, NodeSystemInfo, PodStatus};
+use flotilla_shared::wire::{NodeInfo, PodReport};
+
+/// The pod object with `report`'s status, if `report` is about this very pod (same uid),
+/// `node` is where it is bound, and the status differs from the stored one.
+pub fn pod_with_status(pod: &Value, node: &str, report: &PodReport) -> Option<Value> {
+    let uid = pod.pointer("/metadata/uid").and_then(Value::as_str)?;
+    let bound = pod.pointer("/spec/nodeName").and_then(Value::as_str)?;
+    if uid != report.uid || bound != node {
+        return None;
+    }
+    let status = serde_json::to_value(&report.status).ok()?;
+    if pod.get("status") == Some(&status) {
+        return None;
+    }
+    let mut next = pod.clone();
+    next["status"] = status;
+    Some(next)
+}
+
+/// Whether a report with sequence `seq` is newer than the last one taken (`last`).
+pub fn is_fresh(last: Option<u64>, seq: u64) -> bool {
+    last.is_none_or(|l| seq > l)
+}
+
+/// The Node object's status: capacity from the device's facts, addresses, system info, and a
+/// Ready condition (`True` while the agent reports, `Unknown` once it went silent or offline).
+/// `since` is when Ready last changed (kept when it did not), `now` the heartbeat time.
+pub fn node_status(
+    info: &NodeInfo,
+    ready: Option<bool>,
+    reason: &str,
+    message: &str,
+    since: &str,
+    now: &str,
+) -> NodeStatus {
+    use flotilla_shared::quantity::Quantity;
+    let capacity: std::collections::BTreeMap<String, Quantity> = [
+        ("cpu", info.cpus.to_string()),
+        ("memory", format!("{}Ki", info.memory_bytes / 1024)),
+        ("pods", "110".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), Quantity(v)))
+    .collect();
+    let mut addresses: Vec<NodeAddress> = info
+        .addresses
+        .iter()
+        .map(|a| NodeAddress { type_: "InternalIP".into(), address: a.clone() })
+        .collect();
+    if !info.hostname.is_empty() {
+        addresses.push(NodeAddress { type_: "Hostname".into(), address: info.hostname.clone() });
+    }
+    let status = match ready {
+        Some(true) => "True",
+        Some(false) => "False",
+        None => "Unknown",
+    };
+    NodeStatus {
+        capacity: Some(capacity.clone()),
+        allocatable: Some(capacity),
+        conditions: Some(vec![Condition {
+            type_: "Ready".into(),
+            status: status.into(),
+            last_transition_time: Some(since.into()),
+            last_heartbeat_time: Some(now.into()),
+            reason: Some(reason.into()),
+            message: Some(message.into()),
+        }]),
+        addresses: Some(addresses),
+        node_info: Some(NodeSystemInfo {
+            architecture: info.arch.clone(),
+            operating_system: info.os.clone(),
+            kernel_version: info.kernel.clone(),
+            os_image: Some(info.os_image.clone()),
+            boot_id: info.boot_id.clone(),
+            machine_id: None,
+            agent_version: info.agent_version.clone(),
+        }),
+    }
+}
+
+/// The Ready condition's status in a stored Node (`True`, `False`, `Unknown`) and since when.
+pub fn ready_of(node: &Value) -> Option<(String, String)> {
+    let conds = node.pointer("/status/conditions")?.as_array()?;
+    let ready = conds.iter().find(|c| c["type"] == "Ready")?;
+    Some((
+        ready["status"].as_str()?.to_string(),
+        ready["lastTransitionTime"].as_str().unwrap_or_default().to_string(),
+    ))
+}
+
+/// A new Node object for a node that reports for the first time (nodes register themselves,
+/// as kubelets do), labelled with the well-known labels the agent sent.
+pub fn new_node(name: &str, info: &NodeInfo) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": info.labels},
+        "spec": {},
+    })
+}
+
+/// A status that says only what is unknown about a pod whose node went silent.
+pub fn unknown_pod_status(mut status: PodStatus, message: &str) -> PodStatus {
+    status.phase = Some(flotilla_shared::api::PodPhase::Unknown);
+    status.reason = Some("NodeLost".into());
+    status.message = Some(message.into());
+    status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(uid: &str, phase: &str) -> PodReport {
+        PodReport {
+            namespace: "default".into(),
+            name: "web".into(),
+            uid: uid.into(),
+            status: serde_json::from_value(json!({"phase": phase})).unwrap(),
+        }
+    }
+
+    #[test]
+    fn only_the_bound_pod_with_the_same_uid_takes_a_new_status() {
+        let pod = json!({"metadata": {"name": "web", "uid": "u1"}, "spec": {"nodeName": "pi-1"}, "status": {"phase": "Pending"}});
+        let next = pod_with_status(&pod, "pi-1", &report("u1", "Running")).unwrap();
+        assert_eq!(next["status"]["phase"], "Running");
+        assert_eq!(pod_with_status(&next, "pi-1", &report("u1", "Running")), None, "unchanged: no write");
+        assert_eq!(pod_with_status(&pod, "pi-2", &report("u1", "Running")), None, "another node's claim");
+        assert_eq!(
+            pod_with_status(&pod, "pi-1", &report("u0", "Running")),
+            None,
+            "an older pod of the same name"
+        );
+        let unbound = json!({"metadata": {"name": "web", "uid": "u1"}, "spec": {}});
+        assert_eq!(pod_with_status(&unbound, "pi-1", &report("u1", "Running")), None);
+    }
+
+    #[test]
+    fn stale_reports_are_ignored() {
+        assert!(is_fresh(None, 0));
+        assert!(is_fresh(Some(4), 5));
+        assert!(!is_fresh(Some(5), 5));
+        assert!(!is_fresh(Some(6), 5));
+    }
+
+    #[test]
+    fn node_status_from_facts() {
+        let info = NodeInfo {
+            arch: "arm64".into(),
+            os: "linux".into(),
+            cpus: 4,
+            memory_bytes: 4 << 30,
+            hostname: "pi".into(),
+            addresses: vec!["10.0.0.5".into()],
+            ..Default::default()
+        };
+        let s = serde_json::to_value(node_status(&info, Some(true), "AgentReady", "ok", "t0", "t1")).unwrap();
+        assert_eq!(s["capacity"]["cpu"], "4");
+        assert_eq!(s["capacity"]["memory"], "4194304Ki");
+        assert_eq!(s["conditions"][0]["status"], "True");
+        assert_eq!(s["addresses"][0]["address"], "10.0.0.5");
+        assert_eq!(s["nodeInfo"]["architecture"], "arm64");
+        let node = json!({"status": s});
+        assert_eq!(ready_of(&node), Some(("True".into(), "t0".into())));
+    }
+}

@@ -1,0 +1,299 @@
+//! The hub's side of the MQTT link: the pusher publishes every node's desired snapshot
+//! (retained, QoS 1, only when its content changed, under a generation that only grows: the
+//! store's revision), the ingest takes status reports, heartbeats and presence into the store
+//! (stale reports ignored), and node lifecycle marks silent nodes NotReady after a grace period.
+//! The decisions are pure (`pusher`, `ingest`); this module wires them to the store's change
+//! feed and the broker link.
+
+pub mod credentials;
+pub mod ingest;
+pub mod pusher;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::sync::{mpsc, Notify};
+
+use flotilla_link::{Link, LinkConfig, LinkEvent};
+use flotilla_shared::api::Kind;
+use flotilla_shared::selector::LabelSelector;
+use flotilla_shared::wire::topics::{NodeTopic, Topics};
+use flotilla_shared::wire::{self, Heartbeat, MessageKind, Presence, StatusReport};
+
+use crate::store::objects::Mode;
+use crate::store::{Store, WriteOp};
+
+/// Largest payload accepted from a node.
+const MAX_INBOUND: usize = 4 << 20;
+
+/// How the hub's node link behaves.
+#[derive(Debug, Clone)]
+pub struct NodeLinkOptions {
+    pub link: LinkConfig,
+    pub topics: Topics,
+    /// A node that has not reported for this long is NotReady (Kubernetes' default: 40 s).
+    pub grace: Duration,
+}
+
+/// What the hub remembers about each node between reports (not persisted: after a restart,
+/// the next report restores it).
+#[derive(Debug, Default)]
+struct NodeMemory {
+    last_seq: HashMap<String, u64>,
+    last_seen: HashMap<String, Instant>,
+    /// The session of the agent process that last announced itself online.
+    session: HashMap<String, u64>,
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+/// Starts the link, the pusher, the ingest and the lifecycle tasks on the current runtime.
+pub fn start(store: Store, opts: NodeLinkOptions) -> anyhow::Result<()> {
+    let (tx, rx) = mpsc::channel(4096);
+    let link = Link::spawn(opts.link.clone(), tx)?;
+    let republish = Arc::new(Notify::new());
+    let memory = Arc::new(Mutex::new(NodeMemory::default()));
+    tokio::spawn(pusher_task(store.clone(), link, opts.topics.clone(), republish.clone()));
+    tokio::spawn(ingest_task(store.clone(), rx, opts.topics.clone(), republish, memory.clone()));
+    tokio::spawn(lifecycle_task(store, memory, opts.grace));
+    Ok(())
+}
+
+async fn list(store: &Store, kind: Kind) -> Vec<Value> {
+    match store.list(kind, None, &LabelSelector::default()).await {
+        Ok((v, _)) => v,
+        Err(e) => {
+            tracing::warn!(kind = ?kind, error = %e, "listing for the pusher");
+            Vec::new()
+        }
+    }
+}
+
+/// Publishes each node's snapshot when its content changes; everything again after the
+/// broker lost its state (a connect without a kept session).
+async fn pusher_task(store: Store, link: Link, topics: Topics, republish: Arc<Notify>) {
+    let mut feed = store.subscribe();
+    let mut published: BTreeMap<String, [u8; 32]> = BTreeMap::new();
+    loop {
+        // Coalesce bursts: after the first change, take everything that arrives within 50 ms.
+        tokio::select! {
+            r = feed.recv() => {
+                match r {
+                    Ok(c) if !matches!(c.kind, Kind::Pod | Kind::ConfigMap | Kind::Secret | Kind::Node) => continue,
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+            _ = republish.notified() => published.clear(),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        while feed.try_recv().is_ok() {}
+        let revision = store.revision();
+        let (nodes, pods, cms, secrets) = (
+            list(&store, Kind::Node).await,
+            list(&store, Kind::Pod).await,
+            list(&store, Kind::ConfigMap).await,
+            list(&store, Kind::Secret).await,
+        );
+        let snaps = pusher::snapshots(&pusher::Inputs {
+            nodes: &nodes,
+            pods: &pods,
+            config_maps: &cms,
+            secrets: &secrets,
+        });
+        for (node, mut snap) in snaps {
+            let digest = pusher::content_digest(&snap);
+            if published.get(&node) == Some(&digest) {
+                continue;
+            }
+            snap.generation = revision;
+            let bytes = wire::encode(&snap);
+            match link.publish(topics.desired(&node), bytes, true).await {
+                Ok(()) => {
+                    tracing::info!(
+                        node,
+                        generation = revision,
+                        pods = snap.pods.len(),
+                        "published the desired state"
+                    );
+                    published.insert(node, digest);
+                }
+                Err(e) => tracing::warn!(node, error = %e, "publishing the desired state"),
+            }
+        }
+    }
+}
+
+/// Takes what nodes publish into the store.
+async fn ingest_task(
+    store: Store,
+    mut rx: mpsc::Receiver<LinkEvent>,
+    topics: Topics,
+    republish: Arc<Notify>,
+    memory: Arc<Mutex<NodeMemory>>,
+) {
+    while let Some(event) = rx.recv().await {
+        let (topic, payload) = match event {
+            LinkEvent::Connected { session_present } => {
+                if !session_present {
+                    // The broker may have restarted and lost every retained snapshot.
+                    republish.notify_one();
+                }
+                continue;
+            }
+            LinkEvent::Disconnected { .. } => continue,
+            LinkEvent::Message { topic, payload } => (topic, payload),
+        };
+        let Some((node, leaf)) = topics.parse_node_topic(&topic) else { continue };
+        let node = node.to_string();
+        let kind = match wire::peek_header(&payload) {
+            Ok((_, k)) => u8::try_from(k).ok().and_then(MessageKind::from_code),
+            Err(e) => {
+                tracing::warn!(node, topic, error = %e, "undecodable message");
+                continue;
+            }
+        };
+        match (leaf, kind) {
+            (NodeTopic::Status, Some(MessageKind::Status)) => {
+                match wire::decode::<StatusReport>(&payload, MAX_INBOUND) {
+                    Ok(r) if r.node == node => take_status(&store, &memory, r).await,
+                    Ok(r) => tracing::warn!(node, claimed = r.node, "a status report naming another node"),
+                    Err(e) => tracing::warn!(node, error = %e, "bad status report"),
+                }
+            }
+            (NodeTopic::Status, Some(MessageKind::Heartbeat)) => {
+                if let Ok(h) = wire::decode::<Heartbeat>(&payload, MAX_INBOUND) {
+                    if h.node == node {
+                        lock(&memory).last_seen.insert(node, Instant::now());
+                    }
+                }
+            }
+            (NodeTopic::Presence, Some(MessageKind::Presence)) => {
+                if let Ok(p) = wire::decode::<Presence>(&payload, MAX_INBOUND) {
+                    take_presence(&store, &memory, &node, p).await;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn lock(m: &Mutex<NodeMemory>) -> std::sync::MutexGuard<'_, NodeMemory> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn write(store: &Store, kind: Kind, object: Value, mode: Mode) {
+    if let Err(e) = store.write(WriteOp::Put { kind, object, mode }, false).await {
+        tracing::warn!(kind = ?kind, error = %e, "writing a node's report");
+    }
+}
+
+async fn take_status(store: &Store, memory: &Mutex<NodeMemory>, r: StatusReport) {
+    {
+        let mut m = lock(memory);
+        if !ingest::is_fresh(m.last_seq.get(&r.node).copied(), r.seq) {
+            tracing::debug!(node = r.node, seq = r.seq, "stale status report ignored");
+            return;
+        }
+        m.last_seq.insert(r.node.clone(), r.seq);
+        m.last_seen.insert(r.node.clone(), Instant::now());
+    }
+    // The Node object: registered on first report, its status refreshed.
+    let existing = store.get(Kind::Node, "", &r.node).await.ok().flatten();
+    if existing.is_none() {
+        write(store, Kind::Node, ingest::new_node(&r.node, &r.info), Mode::Create).await;
+    }
+    let now = now_rfc3339();
+    let since = existing
+        .as_ref()
+        .and_then(ingest::ready_of)
+        .filter(|(s, _)| s == "True")
+        .map_or_else(|| now.clone(), |(_, t)| t);
+    let status = ingest::node_status(
+        &r.info,
+        Some(true),
+        "AgentReady",
+        "flotilla-agent is posting ready status",
+        &since,
+        &now,
+    );
+    if let Some(mut node) = store.get(Kind::Node, "", &r.node).await.ok().flatten() {
+        node["status"] = serde_json::to_value(status).unwrap_or_default();
+        write(store, Kind::Node, node, Mode::Status).await;
+    }
+    // Pod statuses, written concurrently so the store's writer commits them as one group.
+    let mut writes = Vec::new();
+    for p in &r.pods {
+        let Ok(Some(pod)) = store.get(Kind::Pod, &p.namespace, &p.name).await else { continue };
+        if let Some(next) = ingest::pod_with_status(&pod, &r.node, p) {
+            let store = store.clone();
+            writes.push(tokio::spawn(async move { write(&store, Kind::Pod, next, Mode::Status).await }));
+        }
+    }
+    for w in writes {
+        let _ = w.await;
+    }
+}
+
+async fn take_presence(store: &Store, memory: &Mutex<NodeMemory>, node: &str, p: Presence) {
+    if p.node != node {
+        return;
+    }
+    {
+        let mut m = lock(memory);
+        if p.online {
+            m.session.insert(node.to_string(), p.session);
+            m.last_seen.insert(node.to_string(), Instant::now());
+            return;
+        }
+        // A late will of an older agent process must not mark the newer one offline.
+        if m.session.get(node).is_some_and(|s| *s != p.session) {
+            return;
+        }
+        m.last_seen.remove(node);
+    }
+    mark_not_ready(store, node, "NodeOffline", "the agent's connection ended (last will)").await;
+}
+
+async fn mark_not_ready(store: &Store, node: &str, reason: &str, message: &str) {
+    let Ok(Some(mut obj)) = store.get(Kind::Node, "", node).await else { return };
+    if ingest::ready_of(&obj).is_some_and(|(s, _)| s == "Unknown") {
+        return;
+    }
+    let now = now_rfc3339();
+    if let Some(conds) = obj.pointer_mut("/status/conditions").and_then(Value::as_array_mut) {
+        for c in conds.iter_mut().filter(|c| c["type"] == "Ready") {
+            c["status"] = "Unknown".into();
+            c["reason"] = reason.into();
+            c["message"] = message.into();
+            c["lastTransitionTime"] = now.clone().into();
+        }
+    }
+    tracing::warn!(node, reason, "node is NotReady");
+    write(store, Kind::Node, obj, Mode::Status).await;
+}
+
+/// Marks nodes NotReady once they have been silent for `grace`.
+async fn lifecycle_task(store: Store, memory: Arc<Mutex<NodeMemory>>, grace: Duration) {
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tick.tick().await;
+        let silent: Vec<String> = {
+            let mut m = lock(&memory);
+            let silent: Vec<String> =
+                m.last_seen.iter().filter(|(_, t)| t.elapsed() > grace).map(|(n, _)| n.clone()).collect();
+            for n in &silent {
+                m.last_seen.remove(n);
+            }
+            silent
+        };
+        for node in silent {
+            let message = format!("no report from the agent for {} s", grace.as_secs());
+            mark_not_ready(&store, &node, "NodeStatusUnknown", &message).await;
+        }
+    }
+}

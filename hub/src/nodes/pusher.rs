@@ -1,0 +1,201 @@
+//! What each node must run (pure): from the stored pods, ConfigMaps, Secrets and Nodes, the
+//! content of every node's desired snapshot: the pods bound to it (`spec.nodeName`) and the
+//! ConfigMaps and Secrets those pods read, resolved. The caller publishes a snapshot only when
+//! its content changed, under a generation that only grows (the store's revision).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use flotilla_shared::api::{ConfigMap, ObjectMeta, PodSpec, Secret};
+use flotilla_shared::wire::{ConfigData, DesiredPod, DesiredSnapshot};
+
+/// Secret types the hub keeps for itself (node credentials, join tokens): never sent to nodes.
+pub const INTERNAL_SECRET_TYPES: &[&str] = &["flotilla.io/node-credentials", "bootstrap.kubernetes.io/token"];
+
+/// The objects a snapshot is computed from, as stored (JSON).
+#[derive(Debug, Default)]
+pub struct Inputs<'a> {
+    pub nodes: &'a [Value],
+    pub pods: &'a [Value],
+    pub config_maps: &'a [Value],
+    pub secrets: &'a [Value],
+}
+
+/// (namespace, name).
+type Key = (String, String);
+
+fn rv(meta: &ObjectMeta) -> String {
+    meta.resource_version.clone().unwrap_or_default()
+}
+
+/// The snapshot content of every node (generation 0: the caller stamps it). Every Node object
+/// gets one, empty if nothing is bound to it, so removing a node's last pod reaches it.
+pub fn snapshots(inputs: &Inputs<'_>) -> BTreeMap<String, DesiredSnapshot> {
+    let mut out: BTreeMap<String, DesiredSnapshot> = BTreeMap::new();
+    let empty = |node: &str| DesiredSnapshot {
+        node: node.to_string(),
+        generation: 0,
+        pods: Vec::new(),
+        config_maps: Vec::new(),
+        secrets: Vec::new(),
+        registry_auth: Vec::new(),
+    };
+    for n in inputs.nodes {
+        if let Some(name) = n.pointer("/metadata/name").and_then(Value::as_str) {
+            out.insert(name.to_string(), empty(name));
+        }
+    }
+    let by_key = |objects: &[Value]| -> BTreeMap<(String, String), Value> {
+        objects
+            .iter()
+            .filter_map(|o| {
+                let ns = o.pointer("/metadata/namespace")?.as_str()?.to_string();
+                let name = o.pointer("/metadata/name")?.as_str()?.to_string();
+                Some(((ns, name), o.clone()))
+            })
+            .collect()
+    };
+    let (cms, secrets) = (by_key(inputs.config_maps), by_key(inputs.secrets));
+    // (namespace, name) of the ConfigMaps and Secrets each node needs.
+    let mut wants: BTreeMap<String, (BTreeSet<Key>, BTreeSet<Key>)> = BTreeMap::new();
+    for p in inputs.pods {
+        let Some(node) = p.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty()) else {
+            continue;
+        };
+        let (Ok(metadata), Ok(spec)) = (
+            serde_json::from_value::<ObjectMeta>(p.get("metadata").cloned().unwrap_or_default()),
+            serde_json::from_value::<PodSpec>(p.get("spec").cloned().unwrap_or_default()),
+        ) else {
+            continue;
+        };
+        let ns = metadata.namespace().to_string();
+        let w = wants.entry(node.to_string()).or_default();
+        w.0.extend(spec.config_map_names().into_iter().map(|n| (ns.clone(), n.to_string())));
+        w.1.extend(spec.secret_names().into_iter().map(|n| (ns.clone(), n.to_string())));
+        out.entry(node.to_string()).or_insert_with(|| empty(node)).pods.push(DesiredPod { metadata, spec });
+    }
+    for (node, (cm_keys, secret_keys)) in wants {
+        let snap = out.entry(node.clone()).or_insert_with(|| empty(&node));
+        for key in cm_keys {
+            if let Some(cm) = cms.get(&key).and_then(|v| serde_json::from_value::<ConfigMap>(v.clone()).ok())
+            {
+                snap.config_maps.push(ConfigData::from_config_map(&cm, &rv(&cm.metadata)));
+            }
+        }
+        for key in secret_keys {
+            let Some(s) = secrets.get(&key).and_then(|v| serde_json::from_value::<Secret>(v.clone()).ok())
+            else {
+                continue;
+            };
+            if s.type_.as_deref().is_some_and(|t| INTERNAL_SECRET_TYPES.contains(&t)) {
+                continue;
+            }
+            snap.secrets.push(ConfigData::from_secret(&s, &rv(&s.metadata)));
+        }
+    }
+    for snap in out.values_mut() {
+        snap.pods.sort_by(|a, b| {
+            (a.metadata.namespace(), a.metadata.name()).cmp(&(b.metadata.namespace(), b.metadata.name()))
+        });
+    }
+    out
+}
+
+/// A digest of a snapshot's content, ignoring its generation: equal digests mean there is
+/// nothing new to publish. Pods' resourceVersions and status are left out (a status report
+/// changes them without changing what the node must run).
+pub fn content_digest(snap: &DesiredSnapshot) -> [u8; 32] {
+    let mut s = snap.clone();
+    s.generation = 0;
+    for p in &mut s.pods {
+        p.metadata.resource_version = None;
+        p.metadata.generation = None;
+    }
+    Sha256::digest(flotilla_shared::wire::encode(&s)).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(ns: &str, name: &str, node: Option<&str>, spec_extra: Value) -> Value {
+        let mut spec = json!({"containers": [{"name": "c", "image": "busybox"}]});
+        if let Some(n) = node {
+            spec["nodeName"] = json!(n);
+        }
+        for (k, v) in spec_extra.as_object().cloned().unwrap_or_default() {
+            spec[k] = v;
+        }
+        json!({"metadata": {"namespace": ns, "name": name, "uid": format!("uid-{name}"), "resourceVersion": "5"}, "spec": spec})
+    }
+
+    #[test]
+    fn each_node_gets_its_pods_and_what_they_read() {
+        let nodes = [json!({"metadata": {"name": "pi-1"}}), json!({"metadata": {"name": "idle"}})];
+        let pods = [
+            pod(
+                "apps",
+                "web",
+                Some("pi-1"),
+                json!({
+                    "volumes": [{"name": "conf", "configMap": {"name": "web-conf"}}],
+                    "imagePullSecrets": [{"name": "regcred"}],
+                }),
+            ),
+            pod(
+                "apps",
+                "db",
+                Some("pi-2"),
+                json!({"containers": [{"name": "c", "image": "pg", "env": [{"name": "P", "valueFrom": {"secretKeyRef": {"name": "db-pass", "key": "p"}}}]}]}),
+            ),
+            pod("apps", "pending", None, json!({})),
+        ];
+        let cms = [
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"namespace": "apps", "name": "web-conf", "resourceVersion": "3"}, "data": {"a": "1"}}),
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"namespace": "apps", "name": "unused", "resourceVersion": "4"}, "data": {}}),
+        ];
+        let secrets = [
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"namespace": "apps", "name": "regcred", "resourceVersion": "6"}, "type": "kubernetes.io/dockerconfigjson", "data": {".dockerconfigjson": "e30="}}),
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"namespace": "apps", "name": "db-pass", "resourceVersion": "7"}, "stringData": {"p": "s3cret"}}),
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"namespace": "other", "name": "db-pass"}, "stringData": {"p": "not this one"}}),
+        ];
+        let s = snapshots(&Inputs { nodes: &nodes, pods: &pods, config_maps: &cms, secrets: &secrets });
+        assert_eq!(
+            s.keys().collect::<Vec<_>>(),
+            ["idle", "pi-1", "pi-2"],
+            "nodes with objects and nodes with pods"
+        );
+        assert!(s["idle"].pods.is_empty());
+        let pi1 = &s["pi-1"];
+        assert_eq!(pi1.pods.iter().map(|p| p.metadata.name()).collect::<Vec<_>>(), ["web"]);
+        assert_eq!(pi1.config_maps.len(), 1);
+        assert_eq!(pi1.config_maps[0].resource_version, "3");
+        assert_eq!(pi1.secrets.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["regcred"]);
+        assert_eq!(pi1.secrets[0].data[".dockerconfigjson"].0, b"{}");
+        let pi2 = &s["pi-2"];
+        assert_eq!(pi2.secrets.len(), 1);
+        assert_eq!(pi2.secrets[0].data["p"].0, b"s3cret", "the pod's own namespace");
+    }
+
+    #[test]
+    fn internal_secrets_never_leave_the_hub_and_digests_ignore_bookkeeping() {
+        let pods =
+            [pod("flotilla-system", "x", Some("pi-1"), json!({"imagePullSecrets": [{"name": "node-pi-1"}]}))];
+        let secrets = [
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"namespace": "flotilla-system", "name": "node-pi-1"}, "type": "flotilla.io/node-credentials", "stringData": {"passwordHash": "h"}}),
+        ];
+        let s = snapshots(&Inputs { nodes: &[], pods: &pods, config_maps: &[], secrets: &secrets });
+        assert!(s["pi-1"].secrets.is_empty());
+
+        let mut a = s["pi-1"].clone();
+        let d = content_digest(&a);
+        a.generation = 99;
+        a.pods[0].metadata.resource_version = Some("77".into());
+        assert_eq!(content_digest(&a), d, "generation and resourceVersion are not content");
+        a.pods[0].spec.containers[0].image = Some("busybox:2".into());
+        assert_ne!(content_digest(&a), d);
+    }
+}
