@@ -237,7 +237,14 @@ fn init_containers_run_in_order_and_unused_images_are_collected() {
         &state,
         &run,
         &manifests,
-        &["--image-gc-high-threshold", "0", "--image-gc-low-threshold", "0"],
+        &[
+            "--image-gc-high-threshold",
+            "0",
+            "--image-gc-low-threshold",
+            "0",
+            "--image-gc-min-age-seconds",
+            "0",
+        ],
     );
     wait_for("ordered running", &state, || row(&state, "ordered", "main").is_some_and(|r| r.0 == "Running"));
     let first = first_log_line(&state, "ordered", "first").expect("first's log");

@@ -74,15 +74,13 @@ impl Hub {
         let log_file =
             std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("hub log file");
         let child = Command::new(bin("flotilla-hub"))
-            .args([
-                "--data-dir",
-                dir.to_str().expect("utf-8 path"),
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--mqtt-listen",
-                "127.0.0.1:0",
-            ])
+            .args(["--data-dir", dir.to_str().expect("utf-8 path"), "serve", "--listen", "127.0.0.1:0"])
+            // A free port for the embedded broker unless the caller picks one.
+            .args(if extra.contains(&"--mqtt-listen") {
+                &[][..]
+            } else {
+                &["--mqtt-listen", "127.0.0.1:0"][..]
+            })
             .args(extra)
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("log"))

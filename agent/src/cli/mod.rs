@@ -20,11 +20,16 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the pods defined in a directory of manifests (static pods), following changes.
+    /// Run this node's pods: those its hub assigns (--config) and/or those defined in a
+    /// directory of manifests (static pods), following changes.
+    #[command(group(clap::ArgGroup::new("source").required(true).multiple(true).args(["manifests", "config"])))]
     Run {
         /// The directory of pod manifests (*.yaml, *.yml, *.json, searched recursively).
         #[arg(long)]
-        manifests: PathBuf,
+        manifests: Option<PathBuf>,
+        /// The agent configuration from `flotilla-hub node add` (broker, credentials).
+        #[arg(long, env = "FLOTILLA_AGENT_CONFIG")]
+        config: Option<PathBuf>,
         /// Runtime directory for what must not survive a reboot.
         #[arg(long, default_value = "/run/flotilla-agent")]
         run_dir: PathBuf,
@@ -43,6 +48,9 @@ pub enum Command {
         /// Image GC deletes down to this usage (percent).
         #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u8).range(0..=100))]
         image_gc_low_threshold: u8,
+        /// Image GC keeps images used, imported or pulled within this many seconds.
+        #[arg(long, default_value_t = 120)]
+        image_gc_min_age_seconds: u64,
     },
     /// List the pods and containers this agent runs.
     Ps,
@@ -97,30 +105,64 @@ pub enum ImageCommand {
     Rm { reference: String },
 }
 
+/// Reads the agent configuration written by `flotilla-hub node add`.
+fn read_agent_config(path: &std::path::Path) -> anyhow::Result<flotilla_link::AgentConfig> {
+    use anyhow::Context;
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let cfg: flotilla_link::AgentConfig = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not an agent configuration", path.display()))?;
+    if !flotilla_shared::names::is_dns1123_label(&cfg.node) {
+        anyhow::bail!("{}: node {:?} is not a DNS-1123 label", path.display(), cfg.node);
+    }
+    cfg.broker.parse::<flotilla_link::BrokerUrl>().with_context(|| format!("{}: broker", path.display()))?;
+    Ok(cfg)
+}
+
 /// Runs a local (non-shim) command; returns the exit status.
 pub fn run(cli: Cli) -> i32 {
     let result = match cli.command {
         Command::Image(cmd) => images::run(&cli.state_dir.join("images"), cmd),
         Command::Run {
             manifests,
+            config,
             run_dir,
             node_name,
             insecure_registries,
             docker_config,
             image_gc_high_threshold,
             image_gc_low_threshold,
+            image_gc_min_age_seconds,
         } => {
-            let image_gc =
-                match crate::node::gc::ImageGcPolicy::new(image_gc_high_threshold, image_gc_low_threshold) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        return 2;
-                    }
-                };
+            let image_gc = match crate::node::gc::ImageGcPolicy::new(
+                image_gc_high_threshold,
+                image_gc_low_threshold,
+                image_gc_min_age_seconds,
+            ) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return 2;
+                }
+            };
             let pull = crate::image::pull::PullConfig { insecure: insecure_registries, ..Default::default() }
                 .with_docker_config(&std::fs::read_to_string(&docker_config).unwrap_or_default());
-            let node_name = node_name.unwrap_or_else(|| {
+            let hub = match config.as_deref().map(read_agent_config).transpose() {
+                Ok(h) => h,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    return 2;
+                }
+            };
+            if let (Some(h), Some(n)) = (&hub, &node_name) {
+                if h.node != n.to_lowercase() {
+                    eprintln!(
+                        "error: --node-name {n} differs from the node {} in the agent configuration",
+                        h.node
+                    );
+                    return 2;
+                }
+            }
+            let node_name = node_name.or_else(|| hub.as_ref().map(|h| h.node.clone())).unwrap_or_else(|| {
                 nix::unistd::gethostname()
                     .ok()
                     .and_then(|h| h.into_string().ok())
@@ -128,6 +170,7 @@ pub fn run(cli: Cli) -> i32 {
             });
             crate::node::run(crate::node::RunOptions {
                 manifests,
+                hub,
                 paths: crate::node::paths::Paths::new(&cli.state_dir, &run_dir),
                 node_name: node_name.to_lowercase(),
                 max_rounds: None,

@@ -9,23 +9,26 @@ use crate::image::{Digest, ImageStore, Removed};
 pub struct ImageGcPolicy {
     pub high_percent: u8,
     pub low_percent: u8,
+    /// Images used (or imported, or pulled) more recently than this are kept, so an image
+    /// imported for a pod that is not deployed yet survives (the kubelet's minimum image age).
+    pub min_age_secs: u64,
 }
 
 impl Default for ImageGcPolicy {
     /// The kubelet's defaults.
     fn default() -> Self {
-        ImageGcPolicy { high_percent: 85, low_percent: 80 }
+        ImageGcPolicy { high_percent: 85, low_percent: 80, min_age_secs: 120 }
     }
 }
 
 impl ImageGcPolicy {
-    pub fn new(high_percent: u8, low_percent: u8) -> anyhow::Result<Self> {
+    pub fn new(high_percent: u8, low_percent: u8, min_age_secs: u64) -> anyhow::Result<Self> {
         if high_percent > 100 || low_percent > high_percent {
             anyhow::bail!(
                 "image GC thresholds must satisfy low <= high <= 100 (got low {low_percent}, high {high_percent})"
             );
         }
-        Ok(ImageGcPolicy { high_percent, low_percent })
+        Ok(ImageGcPolicy { high_percent, low_percent, min_age_secs })
     }
 
     /// Pure: how many bytes to free on a filesystem of `total` bytes with `avail` available:
@@ -50,9 +53,22 @@ pub fn collect(store: &ImageStore, policy: ImageGcPolicy, in_use: &[Digest]) -> 
         return Ok(Removed::default());
     }
     let stored = store.usage()?.total();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let mut in_use = in_use.to_vec();
+    in_use.extend(young_images(&store.index(), now, policy.min_age_secs));
     tracing::info!(need, stored, "disk usage above the image GC threshold; deleting unused images");
     // Everything the store holds counts against the threshold: free `need` of it.
-    Ok(store.gc(in_use, 0, stored.saturating_sub(need))?)
+    Ok(store.gc(&in_use, 0, stored.saturating_sub(need))?)
+}
+
+/// Pure: the images used within the last `min_age_secs` before `now` (unix seconds).
+pub fn young_images(index: &crate::image::Index, now: u64, min_age_secs: u64) -> Vec<Digest> {
+    index
+        .images
+        .values()
+        .filter(|r| r.last_used.max(r.created) + min_age_secs > now)
+        .map(|r| r.manifest.clone())
+        .collect()
 }
 
 #[cfg(test)]
@@ -81,9 +97,9 @@ mod tests {
 
     #[test]
     fn thresholds_are_checked() {
-        assert!(ImageGcPolicy::new(85, 80).is_ok());
-        assert!(ImageGcPolicy::new(100, 100).is_ok());
-        assert!(ImageGcPolicy::new(80, 85).is_err());
-        assert!(ImageGcPolicy::new(101, 80).is_err());
+        assert!(ImageGcPolicy::new(85, 80, 120).is_ok());
+        assert!(ImageGcPolicy::new(100, 100, 0).is_ok());
+        assert!(ImageGcPolicy::new(80, 85, 0).is_err());
+        assert!(ImageGcPolicy::new(101, 80, 0).is_err());
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod exec;
 pub mod gc;
+pub mod hub;
 pub mod info;
 pub mod paths;
 pub mod watch;
@@ -255,7 +256,10 @@ fn reap_children() {
 /// Options of `flotilla-agent run`.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
-    pub manifests: PathBuf,
+    /// Static pods (and the ConfigMaps/Secrets they use), if any.
+    pub manifests: Option<PathBuf>,
+    /// The hub to take this node's desired state from, if any.
+    pub hub: Option<flotilla_link::AgentConfig>,
     pub paths: Paths,
     pub node_name: String,
     /// Stop after this many reconcile rounds (tests); `None` runs until SIGTERM.
@@ -341,9 +345,21 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     let agent_bin = std::env::current_exe().context("finding the agent binary")?;
     // Anything that should end the loop's wait early: manifest changes, finished pulls, signals.
     let (wake_tx, wake_rx) = std::sync::mpsc::channel::<()>();
-    if let Err(e) = watch::watch_manifests(&opts.manifests, wake_tx.clone()) {
-        tracing::warn!(error = %format!("{e:#}"), "cannot watch the manifest directory; polling it");
+    if let Some(dir) = &opts.manifests {
+        if let Err(e) = watch::watch_manifests(dir, wake_tx.clone()) {
+            tracing::warn!(error = %format!("{e:#}"), "cannot watch the manifest directory; polling it");
+        }
     }
+    let hub = match &opts.hub {
+        Some(cfg) => Some(hub::start(
+            cfg.clone(),
+            paths.state.join("desired.cbor"),
+            paths.state.join("status.seq"),
+            wake_tx.clone(),
+        )?),
+        None => None,
+    };
+    let mut reporter = Reporter::new(&opts.node_name);
     let pulls = exec::Pulls::new(opts.pull.clone(), Some(wake_tx.clone()));
     let exec =
         Executor { paths, images: &images, agent_bin, node_name: opts.node_name.clone(), pulls: &pulls };
@@ -360,10 +376,19 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     let mut last_errors: Vec<String> = Vec::new();
     let mut rounds = 0u64;
     let mut last_gc_ms: Option<u64> = None;
-    tracing::info!(manifests = %opts.manifests.display(), state = %paths.state.display(), pods = observed.pods.len(), "flotilla-agent running");
+    tracing::info!(manifests = ?opts.manifests, hub = ?opts.hub.as_ref().map(|h| &h.broker), state = %paths.state.display(), pods = observed.pods.len(), "flotilla-agent running");
     while !term.load(std::sync::atomic::Ordering::SeqCst) {
         reap_children();
-        let (wanted, errors) = static_manifests(&opts.manifests);
+        let (mut wanted, errors) = match &opts.manifests {
+            Some(dir) => static_manifests(dir),
+            None => (Desired::default(), Vec::new()),
+        };
+        let snapshot = hub.as_ref().and_then(|h| h.snapshot());
+        if let Some(s) = &snapshot {
+            wanted.pods.extend(s.pods.iter().cloned());
+            wanted.config_maps.extend(s.config_maps.iter().cloned());
+            wanted.secrets.extend(s.secrets.iter().cloned());
+        }
         let desired = &wanted.pods;
         if errors != last_errors {
             for e in &errors {
@@ -433,6 +458,9 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
                 .collect(),
         };
         write_atomic(&paths.statuses(), &serde_json::to_vec(&status)?)?;
+        if let Some(link) = &hub {
+            reporter.report(link, snapshot.as_ref(), &plan.statuses);
+        }
         rounds += 1;
         if opts.max_rounds.is_some_and(|m| rounds >= m) {
             break;
@@ -447,6 +475,78 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     }
     tracing::info!("flotilla-agent stopping; containers keep running");
     Ok(())
+}
+
+/// Builds status reports for the hub: sent when anything in them changed, and at least every
+/// minute (heartbeats keep the node Ready in between).
+struct Reporter {
+    info: flotilla_shared::wire::NodeInfo,
+    info_at: std::time::Instant,
+    last: Option<(u64, Vec<flotilla_shared::wire::PodReport>)>,
+    sent_at: std::time::Instant,
+}
+
+impl Reporter {
+    fn new(node: &str) -> Self {
+        Reporter {
+            info: info::gather(node),
+            info_at: std::time::Instant::now(),
+            last: None,
+            sent_at: std::time::Instant::now(),
+        }
+    }
+
+    fn report(
+        &mut self,
+        link: &hub::HubLink,
+        snap: Option<&flotilla_shared::wire::DesiredSnapshot>,
+        statuses: &[(String, PodStatus)],
+    ) {
+        // Before the first snapshot: an empty report, which registers the node with the hub.
+        let generation = snap.map_or(0, |s| s.generation);
+        if self.info_at.elapsed() > Duration::from_secs(300) {
+            self.info = info::gather(&link.node);
+            self.info_at = std::time::Instant::now();
+        }
+        let pods: Vec<flotilla_shared::wire::PodReport> = snap
+            .iter()
+            .flat_map(|s| s.pods.iter())
+            .filter_map(|p| {
+                let uid = p.metadata.uid.as_deref()?;
+                let status = statuses.iter().find(|(u, _)| u == uid)?.1.clone();
+                Some(flotilla_shared::wire::PodReport {
+                    namespace: p.metadata.namespace().to_string(),
+                    name: p.metadata.name().to_string(),
+                    uid: uid.to_string(),
+                    status,
+                })
+            })
+            .collect();
+        let unchanged = self.last.as_ref().is_some_and(|(g, p)| *g == generation && *p == pods);
+        if unchanged && self.sent_at.elapsed() < Duration::from_secs(60) {
+            return;
+        }
+        let report = flotilla_shared::wire::StatusReport {
+            node: link.node.clone(),
+            seq: link.next_seq(),
+            observed_generation: generation,
+            time_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            info: self.info.clone(),
+            conditions: vec![flotilla_shared::wire::NodeCondition {
+                kind: "Ready".into(),
+                status: true,
+                reason: "AgentReady".into(),
+                message: "flotilla-agent is running".into(),
+                since_ms: 0,
+            }],
+            pods: pods.clone(),
+        };
+        link.send_status(report);
+        self.last = Some((generation, pods));
+        self.sent_at = std::time::Instant::now();
+    }
 }
 
 fn action_uid(a: &reconcile::Action) -> &str {

@@ -1,0 +1,242 @@
+//! The agent's side of the MQTT link: the node's desired snapshot in (applied only when its
+//! generation is newer, and persisted before it is acted on, so a reboot without network runs
+//! the same pods again), status reports, heartbeats and presence out. It runs on a thread of
+//! its own with a single-threaded tokio runtime; the agent's loop stays synchronous and talks
+//! to it through a shared snapshot and a channel.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::mpsc;
+
+use flotilla_link::{AgentConfig, Link, LinkConfig, LinkEvent};
+use flotilla_shared::wire::topics::{NodeTopic, Topics};
+use flotilla_shared::wire::{self, DesiredSnapshot, Heartbeat, Presence, StatusReport};
+
+use crate::runtime::shim::write_atomic;
+
+/// Largest snapshot accepted.
+const MAX_SNAPSHOT: usize = wire::DEFAULT_MAX_PAYLOAD;
+/// A heartbeat this often between status reports.
+pub const HEARTBEAT: Duration = Duration::from_secs(10);
+
+/// Messages from the agent's loop to the link.
+#[derive(Debug)]
+pub enum Outbound {
+    Status(Box<StatusReport>),
+}
+
+/// The loop's handle on the link.
+#[derive(Debug, Clone)]
+pub struct HubLink {
+    pub node: String,
+    snapshot: Arc<Mutex<Option<DesiredSnapshot>>>,
+    out: mpsc::Sender<Outbound>,
+    seq_file: PathBuf,
+}
+
+impl HubLink {
+    /// The last applied snapshot (from the hub, or persisted from before a restart).
+    pub fn snapshot(&self) -> Option<DesiredSnapshot> {
+        self.snapshot.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The next status sequence number: grows across restarts (persisted).
+    pub fn next_seq(&self) -> u64 {
+        let last: u64 =
+            std::fs::read_to_string(&self.seq_file).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+        let next = last + 1;
+        if let Err(e) = write_atomic(&self.seq_file, next.to_string().as_bytes()) {
+            tracing::warn!(error = %e, "persisting the status sequence");
+        }
+        next
+    }
+
+    /// Queues a status report; dropped (the next one is complete anyway) if the link lags.
+    pub fn send_status(&self, report: StatusReport) {
+        if self.out.try_send(Outbound::Status(Box::new(report))).is_err() {
+            tracing::debug!("status report dropped: the link is busy");
+        }
+    }
+}
+
+/// Pure: whether a received snapshot replaces the applied one.
+pub fn accept(current: Option<&DesiredSnapshot>, incoming: &DesiredSnapshot, node: &str) -> bool {
+    incoming.node == node && current.is_none_or(|c| incoming.generation > c.generation)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Starts the link thread. `desired_file` holds the last applied snapshot across restarts;
+/// `wake` is told when a new snapshot arrives.
+pub fn start(
+    cfg: AgentConfig,
+    desired_file: PathBuf,
+    seq_file: PathBuf,
+    wake: std::sync::mpsc::Sender<()>,
+) -> anyhow::Result<HubLink> {
+    let topics = Topics::new(&cfg.topic_root).map_err(anyhow::Error::msg)?;
+    let persisted = std::fs::read(&desired_file)
+        .ok()
+        .and_then(|b| wire::decode::<DesiredSnapshot>(&b, MAX_SNAPSHOT).ok())
+        .filter(|s| s.node == cfg.node);
+    if let Some(s) = &persisted {
+        tracing::info!(
+            generation = s.generation,
+            pods = s.pods.len(),
+            "running the last desired state until the hub is reached"
+        );
+    }
+    let snapshot = Arc::new(Mutex::new(persisted));
+    let (out_tx, out_rx) = mpsc::channel(16);
+    // A process lifetime's session id, so the hub can tell a late will of an earlier process.
+    let session = now_ms();
+    let boot_id =
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default().trim().to_string();
+    let presence = |online: bool| Presence {
+        node: cfg.node.clone(),
+        online,
+        boot_id: boot_id.clone(),
+        agent_version: env!("CARGO_PKG_VERSION").into(),
+        session,
+        time_ms: now_ms(),
+    };
+    let link_cfg = LinkConfig {
+        url: cfg.broker.parse().context("the broker URL in the agent configuration")?,
+        client_id: cfg.node.clone(),
+        username: cfg.username.clone(),
+        password: cfg.password.clone(),
+        ca_pem: cfg.ca_pem.clone().map(String::into_bytes),
+        // A dead path (half-open TCP) is noticed after 1.5 keepalives.
+        keep_alive: Duration::from_secs(15),
+        subscriptions: vec![topics.desired(&cfg.node), topics.log_request(&cfg.node)],
+        will: Some((topics.presence(&cfg.node), wire::encode(&presence(false)))),
+        max_packet: (MAX_SNAPSHOT + 64 * 1024) as u32,
+    };
+    let handle = HubLink { node: cfg.node.clone(), snapshot: snapshot.clone(), out: out_tx, seq_file };
+    let online = wire::encode(&presence(true));
+    std::thread::Builder::new().name("hub-link".into()).spawn(move || {
+        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the hub link's runtime");
+                return;
+            }
+        };
+        rt.block_on(run(link_cfg, topics, cfg.node, snapshot, desired_file, online, out_rx, wake));
+    })?;
+    Ok(handle)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    link_cfg: LinkConfig,
+    topics: Topics,
+    node: String,
+    snapshot: Arc<Mutex<Option<DesiredSnapshot>>>,
+    desired_file: PathBuf,
+    online: Vec<u8>,
+    mut out_rx: mpsc::Receiver<Outbound>,
+    wake: std::sync::mpsc::Sender<()>,
+) {
+    let (tx, mut rx) = mpsc::channel(64);
+    let link = match Link::spawn(link_cfg, tx) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "cannot start the hub link");
+            return;
+        }
+    };
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    let mut last_status: Option<StatusReport> = None;
+    loop {
+        tokio::select! {
+            event = rx.recv() => {
+                let Some(event) = event else { return };
+                match event {
+                    LinkEvent::Connected { .. } => {
+                        let _ = link.publish(topics.presence(&node), online.clone(), true).await;
+                        // The hub may have missed reports while we were away.
+                        if let Some(r) = &last_status {
+                            let _ = link.publish(topics.status(&node), wire::encode(r), false).await;
+                        }
+                    }
+                    LinkEvent::Message { topic, payload } => match topics.parse_node_topic(&topic) {
+                        Some((n, NodeTopic::Desired)) if n == node => take_snapshot(&node, &payload, &snapshot, &desired_file, &wake),
+                        _ => {}
+                    },
+                    LinkEvent::Disconnected { .. } => {}
+                }
+            }
+            out = out_rx.recv() => {
+                let Some(Outbound::Status(report)) = out else { return };
+                if let Err(e) = link.publish(topics.status(&node), wire::encode(report.as_ref()), false).await {
+                    tracing::debug!(error = %e, "status report not queued");
+                }
+                last_status = Some(*report);
+            }
+            _ = heartbeat.tick() => {
+                let (seq, generation) = last_status.as_ref().map_or((0, 0), |r| (r.seq, r.observed_generation));
+                let hb = Heartbeat { node: node.clone(), seq, observed_generation: generation, time_ms: now_ms() };
+                let _ = link.try_publish(topics.status(&node), wire::encode(&hb), false);
+            }
+        }
+    }
+}
+
+fn take_snapshot(
+    node: &str,
+    payload: &[u8],
+    snapshot: &Mutex<Option<DesiredSnapshot>>,
+    desired_file: &std::path::Path,
+    wake: &std::sync::mpsc::Sender<()>,
+) {
+    let incoming = match wire::decode::<DesiredSnapshot>(payload, MAX_SNAPSHOT) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "ignoring an undecodable desired state");
+            return;
+        }
+    };
+    let mut current = snapshot.lock().unwrap_or_else(|p| p.into_inner());
+    if !accept(current.as_ref(), &incoming, node) {
+        tracing::debug!(generation = incoming.generation, "ignoring a desired state that is not newer");
+        return;
+    }
+    // Persisted before it is acted on: after a reboot with no network, this is what runs.
+    if let Err(e) = write_atomic(desired_file, payload) {
+        tracing::error!(error = %e, "persisting the desired state; applying it anyway");
+    }
+    tracing::info!(generation = incoming.generation, pods = incoming.pods.len(), "new desired state");
+    *current = Some(incoming);
+    let _ = wake.send(());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(node: &str, generation: u64) -> DesiredSnapshot {
+        DesiredSnapshot {
+            node: node.into(),
+            generation,
+            pods: vec![],
+            config_maps: vec![],
+            secrets: vec![],
+            registry_auth: vec![],
+        }
+    }
+
+    #[test]
+    fn only_newer_snapshots_for_this_node_are_applied() {
+        assert!(accept(None, &snap("pi-1", 1), "pi-1"));
+        assert!(accept(Some(&snap("pi-1", 5)), &snap("pi-1", 6), "pi-1"));
+        assert!(!accept(Some(&snap("pi-1", 5)), &snap("pi-1", 5), "pi-1"), "a duplicate (QoS 1)");
+        assert!(!accept(Some(&snap("pi-1", 5)), &snap("pi-1", 4), "pi-1"), "reordered");
+        assert!(!accept(None, &snap("pi-2", 9), "pi-1"), "another node's");
+    }
+}

@@ -1,0 +1,166 @@
+//! The hub and an agent over MQTT, as root, with real containers: a node's credentials from
+//! `flotilla-hub node add`; a pod bound to the node by `spec.nodeName` reaches the agent
+//! through the embedded broker and runs; its status and the Node come back into the hub; the
+//! hub's death leaves the pod running, and an agent restarted while the hub is down runs the
+//! persisted desired state; the hub back, deleting the pod stops it.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use flotilla_tests::{bin, Hub};
+use serde_json::Value;
+
+struct Agent(Child);
+
+impl Agent {
+    fn start(state: &Path, run: &Path, config: &Path) -> Agent {
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(state.with_extension("log")).unwrap();
+        let child = Command::new(bin("flotilla-agent"))
+            .args(["--state-dir", state.to_str().unwrap(), "run", "--run-dir", run.to_str().unwrap()])
+            .args(["--config", config.to_str().unwrap()])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Agent(child)
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_for(what: &str, logs: &[&Path], mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !f() {
+        if Instant::now() > deadline {
+            let logs: Vec<String> = logs
+                .iter()
+                .map(|p| format!("--- {}:\n{}", p.display(), std::fs::read_to_string(p).unwrap_or_default()))
+                .collect();
+            panic!("timed out waiting for {what}\n{}", logs.join("\n"));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn get_json(hub: &Hub, args: &[&str]) -> Option<Value> {
+    let out = hub.cli(args, None);
+    out.status.success().then(|| serde_json::from_slice(&out.stdout).ok()).flatten()
+}
+
+/// The pid of the pod's container, from the agent's records.
+fn container_pid(state: &Path, uid: &str) -> Option<i32> {
+    let status = state.join("pods").join(uid).join("containers/main/status");
+    if status.join("exited.json").exists() {
+        return None;
+    }
+    let v: Value = serde_json::from_slice(&std::fs::read(status.join("running.json")).ok()?).ok()?;
+    v["pid"].as_i64().map(|p| p as i32)
+}
+
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+}
+
+#[test]
+fn a_pod_bound_to_a_node_runs_there_and_reports_back() {
+    if !nix::unistd::geteuid().is_root() {
+        assert!(std::env::var_os("CI").is_none(), "this test needs root (CI runs it as root)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let hub_dir = tmp.path().join("hub");
+    let hub = Hub::start(&hub_dir);
+    let config = tmp.path().join("pi-1.json");
+    let out = hub.cli(&["node", "add", "pi-1", "-o", config.to_str().unwrap()], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cfg: Value = serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    assert!(cfg["broker"].as_str().unwrap().starts_with("mqtt://127.0.0.1:"), "{cfg}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&config).unwrap().permissions().mode() & 0o777, 0o600);
+
+    // The device: an image imported for air-gapped use.
+    let (state, run) = (tmp.path().join("agent"), tmp.path().join("run"));
+    let archive = tmp.path().join("busybox.tar");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/busybox-image.sh");
+    let built = Command::new("bash").arg(&script).arg(&archive).output().unwrap();
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    let imported = Command::new(bin("flotilla-agent"))
+        .args(["--state-dir", state.to_str().unwrap(), "image", "import", archive.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(imported.status.success(), "{}", String::from_utf8_lossy(&imported.stderr));
+    let agent_log = state.with_extension("log");
+    let logs = [hub.log.as_path(), agent_log.as_path()];
+    let agent = Agent::start(&state, &run, &config);
+
+    // The node registers itself and turns Ready.
+    wait_for("node pi-1 Ready", &logs, || {
+        get_json(&hub, &["get", "node", "pi-1", "-o", "json"]).is_some_and(|n| {
+            n["status"]["conditions"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+        })
+    });
+    let node = get_json(&hub, &["get", "node", "pi-1", "-o", "json"]).unwrap();
+    assert_eq!(node["metadata"]["labels"]["kubernetes.io/os"], "linux", "{node}");
+
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: hello}\nspec:\n  nodeName: pi-1\n  terminationGracePeriodSeconds: 2\n  containers:\n  - name: main\n    image: flotilla.local/busybox:demo\n    imagePullPolicy: Never\n    command: [sh, -c, 'echo hello from pi-1; while true; do sleep 1; done']\n";
+    let out = hub.cli(&["apply", "-f", "-"], Some(pod.as_bytes()));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    wait_for("pod Running in the hub", &logs, || {
+        get_json(&hub, &["get", "pod", "hello", "-o", "json"])
+            .is_some_and(|p| p["status"]["phase"] == "Running")
+    });
+    let p = get_json(&hub, &["get", "pod", "hello", "-o", "json"]).unwrap();
+    let uid = p["metadata"]["uid"].as_str().unwrap().to_string();
+    assert_eq!(p["status"]["containerStatuses"][0]["ready"], true, "{p}");
+    let wide = String::from_utf8_lossy(&hub.cli(&["get", "pods", "-o", "wide"], None).stdout).into_owned();
+    assert!(
+        wide.lines().any(|l| l.contains("hello") && l.contains("Running") && l.contains("pi-1")),
+        "{wide}"
+    );
+    let pid = container_pid(&state, &uid).expect("the container's pid");
+
+    // The hub dies: the pod keeps running. The agent restarts while the hub is down (a device
+    // reboot without network keeps its pods: the desired state was persisted).
+    let mut hub = hub;
+    let _ = hub.child.kill();
+    let _ = hub.child.wait();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(alive(pid), "the container died with the hub");
+    drop(agent);
+    let agent = Agent::start(&state, &run, &config);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(alive(pid), "the restarted agent stopped the container");
+    assert_eq!(container_pid(&state, &uid), Some(pid), "the container was restarted");
+
+    // The hub is back (its broker where the agent expects it); deleting the pod stops it on
+    // the device.
+    let broker = cfg["broker"].as_str().unwrap().trim_start_matches("mqtt://").to_string();
+    let hub = Hub::start_with(&hub_dir, &["--mqtt-listen", &broker]);
+    let logs = [hub.log.as_path(), agent_log.as_path()];
+    wait_for("node Ready again", &logs, || {
+        get_json(&hub, &["get", "node", "pi-1", "-o", "json"]).is_some_and(|n| {
+            n["status"]["conditions"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+        })
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(alive(pid), "the hub's restart stopped the container\n{}", hub.log_text());
+    let p = get_json(&hub, &["get", "pod", "hello", "-o", "json"]).unwrap();
+    assert_eq!(p["status"]["containerStatuses"][0]["restartCount"], 0, "{p}");
+    let out = hub.cli(&["delete", "pod", "hello"], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    wait_for("the container stopped", &logs, || !alive(pid));
+    wait_for("the pod's files removed", &logs, || !state.join("pods").join(&uid).exists());
+    drop(agent);
+}
