@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Runs Flotilla's main job as far as it is built today (see the status table in README.md):
-#  1. the hub with its embedded defaults in a temporary data directory: apply
-#     examples/hello.yaml and show what it stored;
-#  2. the agent on this machine: import a busybox image built from Debian's busybox-static,
-#     run the static pod examples/static/hello-pod.yaml as a real container through
-#     libcontainer, fetch its page, show `ps` and `logs`, then stop it.
-# Once the MQTT link lands the two halves join: the hub's manifest reaches the agent.
+# Runs Flotilla's main job end to end on this machine (see the status table in README.md):
+#  1. the hub with its embedded defaults (store, API, embedded MQTT broker) in a temporary data
+#     directory: apply examples/hello.yaml and show what it stored;
+#  2. a device: node credentials from the hub, the agent joined over MQTT, a busybox image
+#     built from Debian's busybox-static imported for air-gapped use;
+#  3. examples/node/hello-pod.yaml applied to the hub runs on the device as a real container
+#     through libcontainer; its page is fetched, its status comes back to the hub; deleting it
+#     on the hub stops it on the device.
 # Needs root (containers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,7 +36,7 @@ cleanup() {
 trap cleanup EXIT
 
 echo "==> flotilla-hub serve (data in $FLOTILLA_DATA_DIR)"
-"$bin/flotilla-hub" serve --listen 127.0.0.1:0 2> "$data/hub.log" &
+"$bin/flotilla-hub" serve --listen 127.0.0.1:0 --mqtt-listen 127.0.0.1:0 2> "$data/hub.log" &
 hub_pid=$!
 for _ in $(seq 100); do
   [ -f "$FLOTILLA_DATA_DIR/client.json" ] && "$bin/flotilla-hub" get ns >/dev/null 2>&1 && break
@@ -43,7 +44,7 @@ for _ in $(seq 100); do
 done
 
 run() { echo; echo "\$ flotilla-hub $*"; "$bin/flotilla-hub" "$@"; }
-run validate -f examples/
+run validate -f examples/hello.yaml examples/node/
 run apply -f examples/hello.yaml
 run apply -f examples/hello.yaml
 run get deployments
@@ -52,29 +53,37 @@ run describe deployment hello
 run status
 
 echo
-echo "==> the agent: a real container from a static pod manifest"
+echo "==> a device: the agent, joined to the hub over MQTT (the hub's embedded broker)"
 state=$data/agent
-manifests=$data/manifests
-mkdir -p "$manifests"
 bash scripts/busybox-image.sh "$data/busybox.tar"
 agent() { echo; echo "\$ flotilla-agent $*"; "$bin/flotilla-agent" --state-dir "$state" "$@"; }
 agent image import "$data/busybox.tar"
-agent image ls
-cp examples/static/hello-pod.yaml "$manifests/"
-"$bin/flotilla-agent" --state-dir "$state" run --manifests "$manifests" --run-dir "$data/run" 2> "$data/agent.log" &
+run node add demo-node -o "$data/demo-node.json"
+"$bin/flotilla-agent" --state-dir "$state" run --config "$data/demo-node.json" --run-dir "$data/run" 2> "$data/agent.log" &
 agent_pid=$!
 for _ in $(seq 150); do
-  "$bin/flotilla-agent" --state-dir "$state" ps 2>/dev/null | grep -q "Running" && break
+  "$bin/flotilla-hub" get nodes 2>/dev/null | grep -q "demo-node *Ready" && break
   sleep 0.2
 done
-agent ps
+run get nodes
+
+echo
+echo "==> a pod applied to the hub runs on the device as a real container"
+run apply -f examples/node/hello-pod.yaml
+for _ in $(seq 150); do
+  "$bin/flotilla-hub" get pod hello 2>/dev/null | grep -q Running && break
+  sleep 0.2
+done
+run get pods -o wide
 echo; echo "\$ curl http://127.0.0.1:18080/"
 curl -fsS --retry 10 --retry-connrefused --retry-delay 1 http://127.0.0.1:18080/
-agent logs hello
-echo
-echo "==> removing the manifest stops the pod"
-rm "$manifests/hello-pod.yaml"
 agent ps
+agent logs hello
+run describe pod hello
+
+echo
+echo "==> deleting the pod on the hub stops the container on the device"
+run delete pod hello
 # httpd is PID 1 in its namespace and ignores SIGTERM, so the agent SIGKILLs it after the pod's
 # 5 s grace period, as the kubelet would.
 for _ in $(seq 100); do
