@@ -65,6 +65,30 @@ fn start_registry(dir: &Path, user: Option<(&str, &str)>) -> (Kill, String) {
     (Kill(child), addr)
 }
 
+/// `flotilla-agent run` over `manifests`, allowed to reach the registry at `addr` over plain
+/// HTTP, logging to `dir/agent.log`.
+fn start_agent(dir: &Path, state: &Path, run: &Path, manifests: &Path, addr: &str, extra: &[&str]) -> Kill {
+    let log = std::fs::File::create(dir.join("agent.log")).unwrap();
+    Kill(
+        Command::new(env!("CARGO_BIN_EXE_flotilla-agent"))
+            .args(["--state-dir", state.to_str().unwrap(), "run", "--run-dir", run.to_str().unwrap()])
+            .args(["--manifests", manifests.to_str().unwrap(), "--insecure-registry", addr])
+            .args(extra)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn ps(state: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_flotilla-agent"))
+        .args(["--state-dir", state.to_str().unwrap(), "ps"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
 fn a_pod_runs_from_an_image_pulled_from_a_registry() {
     if !nix::unistd::geteuid().is_root() {
@@ -94,23 +118,10 @@ fn a_pod_runs_from_an_image_pulled_from_a_registry() {
         format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: pulled}}\nspec:\n  restartPolicy: Never\n  containers:\n  - name: main\n    image: {image}\n    command: [sh, -c, 'cat /etc/passwd | head -1; exit 4']\n"),
     )
     .unwrap();
-    let log = std::fs::File::create(tmp.path().join("agent.log")).unwrap();
-    let _agent = Kill(
-        Command::new(env!("CARGO_BIN_EXE_flotilla-agent"))
-            .args(["--state-dir", state.to_str().unwrap(), "run", "--run-dir", run.to_str().unwrap()])
-            .args(["--manifests", manifests.to_str().unwrap(), "--insecure-registry", &addr])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
+    let _agent = start_agent(tmp.path(), &state, &run, &manifests, &addr, &[]);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let ps = Command::new(env!("CARGO_BIN_EXE_flotilla-agent"))
-            .args(["--state-dir", state.to_str().unwrap(), "ps"])
-            .output()
-            .unwrap();
-        let ps = String::from_utf8_lossy(&ps.stdout).into_owned();
+        let ps = ps(&state);
         if ps.lines().any(|l| l.contains("pulled") && l.split_whitespace().last() == Some("4")) {
             break;
         }
@@ -183,25 +194,19 @@ fn a_private_registry_needs_the_pods_image_pull_secret() {
     )
     .unwrap();
     std::fs::write(manifests.join("without.yaml"), pod("without", "", "Always")).unwrap();
-    let log = std::fs::File::create(tmp.path().join("agent.log")).unwrap();
     // No node-wide credentials: an empty Docker config.
-    let _agent = Kill(
-        Command::new(env!("CARGO_BIN_EXE_flotilla-agent"))
-            .args(["--state-dir", state.to_str().unwrap(), "run", "--run-dir", run.to_str().unwrap()])
-            .args(["--manifests", manifests.to_str().unwrap(), "--insecure-registry", &addr])
-            .args(["--docker-config", tmp.path().join("none.json").to_str().unwrap()])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
+    let none = tmp.path().join("none.json");
+    let _agent = start_agent(
+        tmp.path(),
+        &state,
+        &run,
+        &manifests,
+        &addr,
+        &["--docker-config", none.to_str().unwrap()],
     );
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let ps = Command::new(env!("CARGO_BIN_EXE_flotilla-agent"))
-            .args(["--state-dir", state.to_str().unwrap(), "ps"])
-            .output()
-            .unwrap();
-        let ps = String::from_utf8_lossy(&ps.stdout).into_owned();
+        let ps = ps(&state);
         let row = |pod: &str| {
             ps.lines().find(|l| l.split_whitespace().nth(1) == Some(pod)).unwrap_or("").to_string()
         };
