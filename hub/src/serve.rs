@@ -143,7 +143,7 @@ fn components(broker: String) -> impl Fn() -> Vec<Component> + Send + Sync {
 async fn start_mqtt(
     opts: &ServeOptions,
     store: &Store,
-) -> anyhow::Result<(Option<crate::mqtt::broker::Broker>, String, String)> {
+) -> anyhow::Result<(Option<crate::mqtt::broker::Broker>, String, String, crate::nodes::NodeLink)> {
     use crate::mqtt::{acl::Role, broker, users};
     let m = &opts.mqtt;
     let topics = flotilla_shared::wire::topics::Topics::new(&m.topic_root).map_err(anyhow::Error::msg)?;
@@ -209,11 +209,11 @@ async fn start_mqtt(
         will: None,
         max_packet: (wire_max() + 64 * 1024) as u32,
     };
-    crate::nodes::start(
+    let node_link = crate::nodes::start(
         store.clone(),
         crate::nodes::NodeLinkOptions { link: cfg, topics, grace: m.node_grace },
     )?;
-    Ok((embedded, advertise, described))
+    Ok((embedded, advertise, described, node_link))
 }
 
 fn wire_max() -> usize {
@@ -230,7 +230,7 @@ pub async fn serve(
     let store =
         tokio::task::spawn_blocking(move || Store::open(&dir)).await.context("opening the store")??;
     let token = ensure_token(&opts.data_dir)?;
-    let (broker, advertise, described) = start_mqtt(&opts, &store).await?;
+    let (broker, advertise, described, node_link) = start_mqtt(&opts, &store).await?;
     let state = Arc::new(ApiState {
         store: store.clone(),
         tokens: vec![token],
@@ -249,6 +249,19 @@ pub async fn serve(
             axum::routing::post(crate::nodes::credentials::handler),
         )
         .with_state(credentials)
+        .merge(
+            axum::Router::new()
+                .route(
+                    "/api/v1/namespaces/{namespace}/pods/{name}/log",
+                    axum::routing::get(crate::nodes::logs::handler),
+                )
+                .with_state(Arc::new(crate::nodes::logs::LogsState {
+                    api: state.clone(),
+                    link: node_link.link.clone(),
+                    topics: node_link.topics.clone(),
+                    router: node_link.logs.clone(),
+                })),
+        )
         .merge(api::router(state));
     let tls = match (&opts.tls_cert, &opts.tls_key) {
         (Some(c), Some(k)) => Some((c.clone(), k.clone())),

@@ -320,7 +320,7 @@ proptest! {
 
     #[test]
     fn log_messages_round_trip(id in name(), tail in option::of(any::<u64>()), follow in any::<bool>(), data in vec(any::<u8>(), 0..256), eof in any::<bool>(), err in option::of(text())) {
-        roundtrip(&LogRequest { request_id: id.clone(), namespace: "ns".into(), pod: "p".into(), container: "c".into(), tail_lines: tail, follow });
+        roundtrip(&LogRequest { request_id: id.clone(), namespace: "ns".into(), pod: "p".into(), container: "c".into(), tail_lines: tail, follow, cancel: false });
         roundtrip(&LogChunk { request_id: id, seq: 1, data: Bytes(data), eof, error: err });
     }
 

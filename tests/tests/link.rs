@@ -55,6 +55,53 @@ fn get_json(hub: &Hub, args: &[&str]) -> Option<Value> {
     out.status.success().then(|| serde_json::from_slice(&out.stdout).ok()).flatten()
 }
 
+/// `flotilla-hub logs` reaches the container's log on the device through MQTT: whole, the
+/// tail, following, and clear errors for a wrong container or pod.
+fn check_logs(hub: &Hub, logs: &[&Path]) {
+    wait_for("the container's first ticks in `logs`", logs, || {
+        let out = hub.cli(&["logs", "hello"], None);
+        let text = String::from_utf8_lossy(&out.stdout);
+        out.status.success() && text.starts_with("hello from pi-1\ntick 0\n") && text.contains("tick 2\n")
+    });
+    let out = hub.cli(&["logs", "hello", "--tail", "1", "-c", "main"], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let tail = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(tail.starts_with("tick ") && tail.lines().count() == 1, "{tail:?}");
+
+    let out = hub.cli(&["logs", "hello", "-c", "nope"], None);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("container nope is not valid for pod hello; choose one of: [main]"), "{err}");
+    let out = hub.cli(&["logs", "ghost"], None);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pods \"ghost\" not found"));
+
+    // -f: the tail at once, then new lines as the container writes them.
+    let mut follow = Command::new(bin("flotilla-hub"))
+        .args(["--data-dir", hub.dir.to_str().unwrap(), "logs", "-f", "--tail", "1", "hello"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = follow.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let tick = |l: &str| l.strip_prefix("tick ").and_then(|n| n.parse::<u64>().ok());
+    let first = tick(&rx.recv_timeout(Duration::from_secs(15)).expect("the tail")).expect("a tick");
+    for want in first + 1..first + 4 {
+        let line = rx.recv_timeout(Duration::from_secs(15)).expect("a followed line");
+        assert_eq!(tick(&line), Some(want), "{line}");
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+}
+
 /// The pid of the pod's container, from the agent's records.
 fn container_pid(state: &Path, uid: &str) -> Option<i32> {
     let status = state.join("pods").join(uid).join("containers/main/status");
@@ -112,7 +159,7 @@ fn a_pod_bound_to_a_node_runs_there_and_reports_back() {
     let node = get_json(&hub, &["get", "node", "pi-1", "-o", "json"]).unwrap();
     assert_eq!(node["metadata"]["labels"]["kubernetes.io/os"], "linux", "{node}");
 
-    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: hello}\nspec:\n  nodeName: pi-1\n  terminationGracePeriodSeconds: 2\n  containers:\n  - name: main\n    image: flotilla.local/busybox:demo\n    imagePullPolicy: Never\n    command: [sh, -c, 'echo hello from pi-1; while true; do sleep 1; done']\n";
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: hello}\nspec:\n  nodeName: pi-1\n  terminationGracePeriodSeconds: 2\n  containers:\n  - name: main\n    image: flotilla.local/busybox:demo\n    imagePullPolicy: Never\n    command: [sh, -c, 'echo hello from pi-1; i=0; while true; do echo tick $i; i=$((i+1)); sleep 1; done']\n";
     let out = hub.cli(&["apply", "-f", "-"], Some(pod.as_bytes()));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     wait_for("pod Running in the hub", &logs, || {
@@ -128,6 +175,7 @@ fn a_pod_bound_to_a_node_runs_there_and_reports_back() {
         "{wide}"
     );
     let pid = container_pid(&state, &uid).expect("the container's pid");
+    check_logs(&hub, &logs);
 
     // The hub dies: the pod keeps running. The agent restarts while the hub is down (a device
     // reboot without network keeps its pods: the desired state was persisted).

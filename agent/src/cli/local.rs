@@ -1,11 +1,11 @@
 //! `flotilla-agent ps` and `logs`: read what the running agent and its shims keep on disk.
 
-use std::io::{BufRead, Seek, Write};
+use std::io::Write;
 use std::path::Path;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 
-use crate::node::paths::Paths;
+use crate::node::logs::LogFiles;
 use crate::node::StatusFile;
 
 fn status_file(state: &Path) -> anyhow::Result<StatusFile> {
@@ -58,13 +58,6 @@ pub fn ps(state: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The text of a CRI log line (`<time> <stream> <F|P> <text>`), and whether it ends a line.
-fn cri_text(line: &str) -> (&str, bool) {
-    let mut parts = line.splitn(4, ' ');
-    let (_, _, tag, text) = (parts.next(), parts.next(), parts.next(), parts.next());
-    (text.unwrap_or(""), tag != Some("P"))
-}
-
 pub fn logs(
     state: &Path,
     namespace: &str,
@@ -73,72 +66,19 @@ pub fn logs(
     follow: bool,
     tail: Option<usize>,
 ) -> anyhow::Result<()> {
-    let st = status_file(state)?;
-    let Some(entry) = st.pods.iter().find(|p| p.name == pod && p.namespace == namespace) else {
-        bail!("pod {namespace}/{pod} is not on this node");
-    };
-    let name = match container {
-        Some(c) => c.to_string(),
-        None => entry
-            .status
-            .container_statuses
-            .iter()
-            .flatten()
-            .next()
-            .map(|c| c.name.clone())
-            .context("the pod has no containers")?,
-    };
-    let paths = Paths::new(state, Path::new("/"));
-    let dir = paths.logs(&entry.uid, &name);
-    let current = dir.join("current.log");
-    let mut lines: Vec<String> = Vec::new();
-    for f in [dir.join("current.log.1"), current.clone()] {
-        if let Ok(text) = std::fs::read_to_string(&f) {
-            let mut partial = String::new();
-            for l in text.lines() {
-                let (t, full) = cri_text(l);
-                partial.push_str(t);
-                if full {
-                    lines.push(std::mem::take(&mut partial));
-                }
-            }
-        }
-    }
-    let skip = tail.map_or(0, |n| lines.len().saturating_sub(n));
+    let files = LogFiles::locate(state, namespace, pod, container)?;
+    let (text, mut follower) = files.read_tail(tail);
     let mut out = std::io::stdout().lock();
-    for l in &lines[skip..] {
-        writeln!(out, "{l}")?;
-    }
+    out.write_all(text.as_bytes())?;
     out.flush()?;
     if !follow {
         return Ok(());
     }
-    let mut f = std::fs::File::open(&current).with_context(|| format!("opening {}", current.display()))?;
-    let mut pos = f.seek(std::io::SeekFrom::End(0))?;
     loop {
         std::thread::sleep(std::time::Duration::from_millis(200));
-        let len = std::fs::metadata(&current).map(|m| m.len()).unwrap_or(0);
-        if len < pos {
-            // Rotated: start over on the new file.
-            f = std::fs::File::open(&current)?;
-            pos = 0;
-        }
-        f.seek(std::io::SeekFrom::Start(pos))?;
-        let mut reader = std::io::BufReader::new(&f);
-        let mut line = String::new();
-        while reader.read_line(&mut line)? > 0 {
-            if !line.ends_with('\n') {
-                break;
-            }
-            pos += line.len() as u64;
-            let (t, full) = cri_text(line.trim_end_matches('\n'));
-            if full {
-                writeln!(out, "{t}")?;
-            } else {
-                write!(out, "{t}")?;
-            }
-            line.clear();
-        }
+        let more =
+            follower.poll(1 << 20).with_context(|| format!("following {}", files.current().display()))?;
+        out.write_all(more.as_bytes())?;
         out.flush()?;
     }
 }

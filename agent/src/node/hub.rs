@@ -15,6 +15,7 @@ use flotilla_link::{AgentConfig, Link, LinkConfig, LinkEvent};
 use flotilla_shared::wire::topics::{NodeTopic, Topics};
 use flotilla_shared::wire::{self, DesiredSnapshot, Heartbeat, Presence, StatusReport};
 
+use crate::node::hub_logs::LogServer;
 use crate::runtime::shim::write_atomic;
 
 /// Largest snapshot accepted.
@@ -75,6 +76,7 @@ fn now_ms() -> u64 {
 /// `wake` is told when a new snapshot arrives.
 pub fn start(
     cfg: AgentConfig,
+    state_dir: PathBuf,
     desired_file: PathBuf,
     seq_file: PathBuf,
     wake: std::sync::mpsc::Sender<()>,
@@ -127,7 +129,8 @@ pub fn start(
                 return;
             }
         };
-        rt.block_on(run(link_cfg, topics, cfg.node, snapshot, desired_file, online, out_rx, wake));
+        let logs = LogServer::new(state_dir);
+        rt.block_on(run(link_cfg, topics, cfg.node, snapshot, desired_file, online, out_rx, wake, logs));
     })?;
     Ok(handle)
 }
@@ -142,6 +145,7 @@ async fn run(
     online: Vec<u8>,
     mut out_rx: mpsc::Receiver<Outbound>,
     wake: std::sync::mpsc::Sender<()>,
+    mut logs: LogServer,
 ) {
     let (tx, mut rx) = mpsc::channel(64);
     let link = match Link::spawn(link_cfg, tx) {
@@ -167,6 +171,7 @@ async fn run(
                     }
                     LinkEvent::Message { topic, payload } => match topics.parse_node_topic(&topic) {
                         Some((n, NodeTopic::Desired)) if n == node => take_snapshot(&node, &payload, &snapshot, &desired_file, &wake),
+                        Some((n, NodeTopic::LogRequest)) if n == node => logs.handle(&link, &topics, &node, &payload),
                         _ => {}
                     },
                     LinkEvent::Disconnected { .. } => {}

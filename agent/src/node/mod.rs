@@ -6,7 +6,9 @@
 pub mod exec;
 pub mod gc;
 pub mod hub;
+pub mod hub_logs;
 pub mod info;
+pub mod logs;
 pub mod paths;
 pub mod watch;
 
@@ -353,6 +355,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     let hub = match &opts.hub {
         Some(cfg) => Some(hub::start(
             cfg.clone(),
+            paths.state.clone(),
             paths.state.join("desired.cbor"),
             paths.state.join("status.seq"),
             wake_tx.clone(),

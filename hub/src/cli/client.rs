@@ -137,6 +137,18 @@ impl Client {
         Ok(Written { object, outcome })
     }
 
+    /// Copies a plain-text response body to `out` as it arrives (`logs`, `logs -f`).
+    pub async fn copy_to(&self, path: &str, out: &mut (impl std::io::Write + ?Sized)) -> anyhow::Result<()> {
+        let resp = Self::check(self.send(Method::GET, path, None).await?).await?;
+        let mut stream = resp.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| anyhow!("the log stream ended early: {}", root_cause(&e)))?;
+            out.write_all(&chunk)?;
+            out.flush()?;
+        }
+        Ok(())
+    }
+
     /// Streams watch events to `on_event` until the server ends the stream.
     pub async fn watch(
         &self,
@@ -163,6 +175,14 @@ impl Client {
         }
         Ok(())
     }
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
 }
 
 fn read_client_file(dir: &Path) -> Option<Value> {

@@ -132,6 +132,21 @@ pub enum Command {
         #[arg(short = 'n', long)]
         namespace: Option<String>,
     },
+    /// Print a container's log, fetched from its node through MQTT.
+    Logs {
+        pod: String,
+        /// The container (needed when the pod has several).
+        #[arg(short = 'c', long)]
+        container: Option<String>,
+        /// Keep streaming new output.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Only the last N lines.
+        #[arg(long)]
+        tail: Option<u64>,
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+    },
     /// Create a namespace, configmap or generic secret from the command line.
     Create(apply::CreateArgs),
     /// Health of the control-plane components.
@@ -276,6 +291,16 @@ async fn run_async(global: &Global, command: Command) -> anyhow::Result<i32> {
             apply::delete(&global.connection(), &args, &files, namespace).await
         }
         Command::Create(args) => apply::create(&global.connection(), args).await,
+        Command::Logs { pod, container, follow, tail, namespace } => {
+            let ns = namespace.unwrap_or_else(|| "default".into());
+            let mut query = vec![format!("follow={follow}")];
+            query.extend(container.map(|c| format!("container={c}")));
+            query.extend(tail.map(|t| format!("tailLines={t}")));
+            let path = format!("/api/v1/namespaces/{ns}/pods/{pod}/log?{}", query.join("&"));
+            let c = Client::connect(&global.connection())?;
+            c.copy_to(&path, &mut std::io::stdout().lock()).await?;
+            Ok(0)
+        }
         Command::Status => get::status(&global.connection()).await,
         Command::Node(NodeCommand::Add { name, output }) => {
             node_add(&global.connection(), &name, output).await

@@ -7,6 +7,7 @@
 
 pub mod credentials;
 pub mod ingest;
+pub mod logs;
 pub mod pusher;
 
 use std::collections::{BTreeMap, HashMap};
@@ -51,16 +52,32 @@ fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
+/// The running node link, for the API handlers that talk to nodes (logs).
+#[derive(Clone)]
+pub struct NodeLink {
+    pub link: Link,
+    pub topics: Topics,
+    pub logs: logs::LogRouter,
+}
+
 /// Starts the link, the pusher, the ingest and the lifecycle tasks on the current runtime.
-pub fn start(store: Store, opts: NodeLinkOptions) -> anyhow::Result<()> {
+pub fn start(store: Store, opts: NodeLinkOptions) -> anyhow::Result<NodeLink> {
     let (tx, rx) = mpsc::channel(4096);
     let link = Link::spawn(opts.link.clone(), tx)?;
     let republish = Arc::new(Notify::new());
     let memory = Arc::new(Mutex::new(NodeMemory::default()));
-    tokio::spawn(pusher_task(store.clone(), link, opts.topics.clone(), republish.clone()));
-    tokio::spawn(ingest_task(store.clone(), rx, opts.topics.clone(), republish, memory.clone()));
+    let router = logs::LogRouter::default();
+    tokio::spawn(pusher_task(store.clone(), link.clone(), opts.topics.clone(), republish.clone()));
+    tokio::spawn(ingest_task(
+        store.clone(),
+        rx,
+        opts.topics.clone(),
+        republish,
+        memory.clone(),
+        router.clone(),
+    ));
     tokio::spawn(lifecycle_task(store, memory, opts.grace));
-    Ok(())
+    Ok(NodeLink { link, topics: opts.topics, logs: router })
 }
 
 async fn list(store: &Store, kind: Kind) -> Vec<Value> {
@@ -135,6 +152,7 @@ async fn ingest_task(
     topics: Topics,
     republish: Arc<Notify>,
     memory: Arc<Mutex<NodeMemory>>,
+    logs: logs::LogRouter,
 ) {
     while let Some(event) = rx.recv().await {
         let (topic, payload) = match event {
@@ -170,6 +188,12 @@ async fn ingest_task(
                     if h.node == node {
                         lock(&memory).last_seen.insert(node, Instant::now());
                     }
+                }
+            }
+            (NodeTopic::LogResponse(id), Some(MessageKind::LogChunk)) => {
+                match wire::decode::<wire::LogChunk>(&payload, MAX_INBOUND) {
+                    Ok(c) => logs.deliver(&id, c),
+                    Err(e) => tracing::warn!(node, error = %e, "bad log chunk"),
                 }
             }
             (NodeTopic::Presence, Some(MessageKind::Presence)) => {

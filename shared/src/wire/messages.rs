@@ -229,6 +229,10 @@ pub struct LogRequest {
     pub container: String,
     pub tail_lines: Option<u64>,
     pub follow: bool,
+    /// Ends the request `request_id` (a follow the hub's client stopped reading). Optional on
+    /// the wire: absent means false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cancel: bool,
 }
 
 impl Message for LogRequest {

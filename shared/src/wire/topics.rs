@@ -102,6 +102,14 @@ impl Topics {
         format!("{}/fleet/#", self.root)
     }
 
+    /// Whether `id` can name a log request: it becomes a topic level, so 1 to 64 characters of
+    /// `[A-Za-z0-9_-]` (no `/`, `+`, `#`), and not `request`.
+    pub fn is_request_id(id: &str) -> bool {
+        (1..=64).contains(&id.len())
+            && id != "request"
+            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    }
+
     /// Parses a topic under `{root}/nodes/`: which node, and which of its topics. Rejects node
     /// names that are not DNS-1123 labels.
     pub fn parse_node_topic<'a>(&self, topic: &'a str) -> Option<(&'a str, NodeTopic)> {
@@ -142,6 +150,14 @@ mod tests {
         assert_eq!(t.fleet_pod("default", "web"), "flotilla/v1/fleet/pods/default/web");
         let custom = Topics::new("acme/edge").unwrap();
         assert_eq!(custom.desired("n"), "acme/edge/nodes/n/desired");
+    }
+
+    #[test]
+    fn request_ids_are_single_plain_levels() {
+        assert!(Topics::is_request_id("0f3a-b_9"));
+        for bad in ["", "request", "a/b", "a+", "#", &"x".repeat(65)] {
+            assert!(!Topics::is_request_id(bad), "{bad}");
+        }
     }
 
     #[test]

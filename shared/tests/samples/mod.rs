@@ -177,6 +177,7 @@ pub fn log_request() -> LogRequest {
         container: "web".into(),
         tail_lines: Some(100),
         follow: true,
+        cancel: false,
     }
 }
 
