@@ -148,6 +148,21 @@ async fn the_hubs_rules_decide_connects_subscribes_and_publishes() {
     assert_eq!((got.0.as_str(), got.1.as_slice()), (t.status("pi-1").as_str(), &b"real"[..]));
     assert_eq!(receives(&mut hub_ev, Duration::from_millis(500)).await, None, "the forged status arrived");
 
+    // pi-2 cannot take over pi-1's session (and its subscription to pi-1's desired state) by
+    // connecting with pi-1's client id; pi-1 stays connected and keeps receiving.
+    for (id, user, pw) in
+        [("pi-1", "pi-2", "pi-2-pw"), ("pi-1", "grafana", "view-pw"), ("flotilla-hub", "pi-2", "pi-2-pw")]
+    {
+        let mut o = options(id, port, user, pw);
+        o.set_clean_start(false);
+        let (_c, mut ev) = AsyncClient::new(o, 16);
+        assert!(refused(next(&mut ev).await), "{user} connected as client id {id}");
+    }
+    hub.publish(t.desired("pi-1"), QoS::AtLeastOnce, true, b"snapshot-2".to_vec()).await.unwrap();
+    puback(&mut hub_ev).await;
+    let got = receives(&mut pi1_ev, Duration::from_secs(5)).await.expect("pi-1 still subscribed");
+    assert_eq!(got.1, b"snapshot-2".to_vec());
+
     // A viewer reads the fleet topics only.
     let (viewer, mut viewer_ev) = connect(options("dash", port, "grafana", "view-pw")).await;
     viewer.subscribe(format!("{}/#", t.root()), QoS::AtMostOnce).await.unwrap();

@@ -35,6 +35,19 @@ fn is_log_response(leaf: &str) -> bool {
     leaf.strip_prefix("logs/").is_some_and(|id| !id.is_empty() && id != "request" && !id.contains('/'))
 }
 
+/// Whether a client of `role` may connect with `client_id`. The broker keys sessions (and
+/// their subscriptions) by client id, so a client taking over another's id could inherit its
+/// subscriptions or cut it off: a node must use its own name, the hub ids starting with
+/// `flotilla-hub`, and a viewer neither of those nor the name of any other user
+/// (`names_a_user`).
+pub fn may_use_client_id(role: &Role, client_id: &str, names_a_user: bool) -> bool {
+    match role {
+        Role::Hub => client_id.starts_with("flotilla-hub"),
+        Role::Node(node) => client_id == node,
+        Role::Viewer => !client_id.starts_with("flotilla-hub") && !names_a_user,
+    }
+}
+
 /// Whether `role` may subscribe to `filter`.
 pub fn may_subscribe(role: &Role, topics: &Topics, filter: &str) -> bool {
     if filter.contains('\0') || filter.starts_with('$') {
@@ -54,6 +67,19 @@ pub fn may_subscribe(role: &Role, topics: &Topics, filter: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_ids_cannot_take_over_another_identity() {
+        let pi1 = Role::Node("pi-1".into());
+        assert!(may_use_client_id(&pi1, "pi-1", true));
+        assert!(!may_use_client_id(&pi1, "pi-2", true), "another node's session");
+        assert!(!may_use_client_id(&pi1, "flotilla-hub-1", false), "the hub's session");
+        assert!(may_use_client_id(&Role::Hub, "flotilla-hub-3f2a", false));
+        assert!(!may_use_client_id(&Role::Hub, "pi-1", true));
+        assert!(may_use_client_id(&Role::Viewer, "grafana_17", false));
+        assert!(!may_use_client_id(&Role::Viewer, "pi-1", true));
+        assert!(!may_use_client_id(&Role::Viewer, "flotilla-hub-x", false));
+    }
 
     #[test]
     fn nodes_stay_in_their_own_subtree() {

@@ -24,7 +24,7 @@ use rmqtt::types::{AuthResult, ConnectInfo, LastWill, PublishAclResult, Subscrib
 
 use flotilla_shared::wire::topics::Topics;
 
-use super::acl::{may_publish, may_subscribe, Role};
+use super::acl::{may_publish, may_subscribe, may_use_client_id, Role};
 use super::users::Users;
 
 /// Where the embedded broker listens.
@@ -177,6 +177,16 @@ impl Handler for Hooks {
                     // publish ACL: check its topic now.
                     Some(r) if will_topic(ci).is_some_and(|t| !may_publish(&r, &self.topics, &t)) => {
                         tracing::warn!(user = ?ci.username(), will = ?will_topic(ci), "refused a connect whose last will is outside its topics");
+                        AuthResult::NotAuthorized
+                    }
+                    Some(r)
+                        if !may_use_client_id(
+                            &r,
+                            &ci.id().client_id,
+                            self.users.role(&ci.id().client_id).is_some(),
+                        ) =>
+                    {
+                        tracing::warn!(user = ?ci.username(), client_id = %ci.id().client_id, "refused a connect with a client id that is not its own");
                         AuthResult::NotAuthorized
                     }
                     Some(r) => AuthResult::Allow(r == Role::Hub, None),

@@ -85,6 +85,9 @@ pub async fn issue(store: &Store, node: &str, broker: &str, topics: &Topics) -> 
             "node name {node:?} must be a DNS-1123 label (lower case, digits, '-', at most 63)"
         ));
     }
+    if node.starts_with("flotilla-hub") {
+        return Err(format!("node name {node:?}: names starting with flotilla-hub are the hub's own"));
+    }
     ensure_namespace(store).await?;
     let password = new_password();
     let secret = json!({
