@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+pub mod device;
+
 /// `target/<profile>/` of the running test executable.
 fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");

@@ -5,50 +5,12 @@
 //! persisted desired state; the hub back, deleting the pod stops it.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
+use flotilla_tests::device::{alive, container_pid, import_busybox, wait_for, Agent, Device};
 use flotilla_tests::{bin, Hub};
 use serde_json::Value;
-
-struct Agent(Child);
-
-impl Agent {
-    fn start(state: &Path, run: &Path, config: &Path) -> Agent {
-        let log =
-            std::fs::OpenOptions::new().create(true).append(true).open(state.with_extension("log")).unwrap();
-        let child = Command::new(bin("flotilla-agent"))
-            .args(["--state-dir", state.to_str().unwrap(), "run", "--run-dir", run.to_str().unwrap()])
-            .args(["--config", config.to_str().unwrap()])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        Agent(child)
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_for(what: &str, logs: &[&Path], mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !f() {
-        if Instant::now() > deadline {
-            let logs: Vec<String> = logs
-                .iter()
-                .map(|p| format!("--- {}:\n{}", p.display(), std::fs::read_to_string(p).unwrap_or_default()))
-                .collect();
-            panic!("timed out waiting for {what}\n{}", logs.join("\n"));
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
 
 fn get_json(hub: &Hub, args: &[&str]) -> Option<Value> {
     let out = hub.cli(args, None);
@@ -58,7 +20,7 @@ fn get_json(hub: &Hub, args: &[&str]) -> Option<Value> {
 /// `flotilla-hub logs` reaches the container's log on the device through MQTT: whole, the
 /// tail, following, and clear errors for a wrong container or pod.
 fn check_logs(hub: &Hub, logs: &[&Path]) {
-    wait_for("the container's first ticks in `logs`", logs, || {
+    wait_for("the container's first ticks in `logs`", 60, logs, || {
         let out = hub.cli(&["logs", "hello"], None);
         let text = String::from_utf8_lossy(&out.stdout);
         out.status.success() && text.starts_with("hello from pi-1\ntick 0\n") && text.contains("tick 2\n")
@@ -102,20 +64,6 @@ fn check_logs(hub: &Hub, logs: &[&Path]) {
     let _ = follow.wait();
 }
 
-/// The pid of the pod's container, from the agent's records.
-fn container_pid(state: &Path, uid: &str) -> Option<i32> {
-    let status = state.join("pods").join(uid).join("containers/main/status");
-    if status.join("exited.json").exists() {
-        return None;
-    }
-    let v: Value = serde_json::from_slice(&std::fs::read(status.join("running.json")).ok()?).ok()?;
-    v["pid"].as_i64().map(|p| p as i32)
-}
-
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
-}
-
 #[test]
 fn a_pod_bound_to_a_node_runs_there_and_reports_back() {
     if !nix::unistd::geteuid().is_root() {
@@ -135,21 +83,14 @@ fn a_pod_bound_to_a_node_runs_there_and_reports_back() {
 
     // The device: an image imported for air-gapped use.
     let (state, run) = (tmp.path().join("agent"), tmp.path().join("run"));
-    let archive = tmp.path().join("busybox.tar");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/busybox-image.sh");
-    let built = Command::new("bash").arg(&script).arg(&archive).output().unwrap();
-    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
-    let imported = Command::new(bin("flotilla-agent"))
-        .args(["--state-dir", state.to_str().unwrap(), "image", "import", archive.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(imported.status.success(), "{}", String::from_utf8_lossy(&imported.stderr));
+    let _device = Device::new(&state, &run);
+    import_busybox(&state, tmp.path());
     let agent_log = state.with_extension("log");
     let logs = [hub.log.as_path(), agent_log.as_path()];
-    let agent = Agent::start(&state, &run, &config);
+    let agent = Agent::start(&state, &run, &config, None);
 
     // The node registers itself and turns Ready.
-    wait_for("node pi-1 Ready", &logs, || {
+    wait_for("node pi-1 Ready", 60, &logs, || {
         get_json(&hub, &["get", "node", "pi-1", "-o", "json"]).is_some_and(|n| {
             n["status"]["conditions"]
                 .as_array()
@@ -162,7 +103,7 @@ fn a_pod_bound_to_a_node_runs_there_and_reports_back() {
     let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: hello}\nspec:\n  nodeName: pi-1\n  terminationGracePeriodSeconds: 2\n  containers:\n  - name: main\n    image: flotilla.local/busybox:demo\n    imagePullPolicy: Never\n    command: [sh, -c, 'echo hello from pi-1; i=0; while true; do echo tick $i; i=$((i+1)); sleep 1; done']\n";
     let out = hub.cli(&["apply", "-f", "-"], Some(pod.as_bytes()));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    wait_for("pod Running in the hub", &logs, || {
+    wait_for("pod Running in the hub", 60, &logs, || {
         get_json(&hub, &["get", "pod", "hello", "-o", "json"])
             .is_some_and(|p| p["status"]["phase"] == "Running")
     });
@@ -174,7 +115,7 @@ fn a_pod_bound_to_a_node_runs_there_and_reports_back() {
         wide.lines().any(|l| l.contains("hello") && l.contains("Running") && l.contains("pi-1")),
         "{wide}"
     );
-    let pid = container_pid(&state, &uid).expect("the container's pid");
+    let pid = container_pid(&state, &uid, "main").expect("the container's pid");
     check_logs(&hub, &logs);
 
     // The hub dies: the pod keeps running. The agent restarts while the hub is down (a device
@@ -185,17 +126,17 @@ fn a_pod_bound_to_a_node_runs_there_and_reports_back() {
     std::thread::sleep(Duration::from_secs(2));
     assert!(alive(pid), "the container died with the hub");
     drop(agent);
-    let agent = Agent::start(&state, &run, &config);
+    let agent = Agent::start(&state, &run, &config, None);
     std::thread::sleep(Duration::from_secs(3));
     assert!(alive(pid), "the restarted agent stopped the container");
-    assert_eq!(container_pid(&state, &uid), Some(pid), "the container was restarted");
+    assert_eq!(container_pid(&state, &uid, "main"), Some(pid), "the container was restarted");
 
     // The hub is back (its broker where the agent expects it); deleting the pod stops it on
     // the device.
     let broker = cfg["broker"].as_str().unwrap().trim_start_matches("mqtt://").to_string();
     let hub = Hub::start_with(&hub_dir, &["--mqtt-listen", &broker]);
     let logs = [hub.log.as_path(), agent_log.as_path()];
-    wait_for("node Ready again", &logs, || {
+    wait_for("node Ready again", 60, &logs, || {
         get_json(&hub, &["get", "node", "pi-1", "-o", "json"]).is_some_and(|n| {
             n["status"]["conditions"]
                 .as_array()
@@ -208,7 +149,7 @@ fn a_pod_bound_to_a_node_runs_there_and_reports_back() {
     assert_eq!(p["status"]["containerStatuses"][0]["restartCount"], 0, "{p}");
     let out = hub.cli(&["delete", "pod", "hello"], None);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    wait_for("the container stopped", &logs, || !alive(pid));
-    wait_for("the pod's files removed", &logs, || !state.join("pods").join(&uid).exists());
+    wait_for("the container stopped", 60, &logs, || !alive(pid));
+    wait_for("the pod's files removed", 60, &logs, || !state.join("pods").join(&uid).exists());
     drop(agent);
 }

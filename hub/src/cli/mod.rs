@@ -3,6 +3,7 @@
 //! each verb has its own module.
 
 mod apply;
+mod broker_config;
 mod client;
 mod get;
 pub mod print;
@@ -57,6 +58,8 @@ impl Global {
     }
 }
 
+// Parsed once per process: the size of the `serve` variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the hub: store, API (and, as they land, scheduler, controllers and broker).
@@ -101,6 +104,9 @@ pub enum Command {
         /// Seconds without a report after which a node is NotReady.
         #[arg(long, default_value_t = 40)]
         node_grace_seconds: u64,
+        /// The root of every MQTT topic (agents get it in their configuration).
+        #[arg(long, default_value = flotilla_shared::wire::topics::DEFAULT_ROOT)]
+        topic_root: String,
     },
     /// Manage nodes: `node add NAME` issues a node's broker credentials and prints its agent
     /// configuration (for `flotilla-agent run --config`).
@@ -147,6 +153,9 @@ pub enum Command {
         #[arg(short = 'n', long)]
         namespace: Option<String>,
     },
+    /// Write the configuration of an external broker from the hub's users and rules.
+    #[command(subcommand)]
+    BrokerConfig(BrokerConfigCommand),
     /// Create a namespace, configmap or generic secret from the command line.
     Create(apply::CreateArgs),
     /// Health of the control-plane components.
@@ -166,6 +175,27 @@ pub enum Command {
     },
     /// Print a shell completion script.
     Completion { shell: clap_complete::Shell },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BrokerConfigCommand {
+    /// Mosquitto: `passwd`, `acl` and `mosquitto.conf` in a directory, plus the hub's broker
+    /// password (`hub.password`) and one per viewer. Run again after `node add`.
+    Mosquitto {
+        /// The directory to write to.
+        #[arg(short = 'o', long = "out")]
+        out: PathBuf,
+        /// Where Mosquitto should listen.
+        #[arg(long, default_value = "0.0.0.0:1883")]
+        listen: std::net::SocketAddr,
+        /// The topic root, as given to `serve --topic-root`.
+        #[arg(long, default_value = flotilla_shared::wire::topics::DEFAULT_ROOT)]
+        topic_root: String,
+        /// A dashboard user who may read the fleet topics (repeatable); its password goes to
+        /// NAME.password in the directory.
+        #[arg(long = "viewer")]
+        viewers: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -249,6 +279,7 @@ async fn run_async(global: &Global, command: Command) -> anyhow::Result<i32> {
             broker_ca,
             advertise_broker,
             node_grace_seconds,
+            topic_root,
         } => {
             let external = match broker {
                 Some(url) => {
@@ -276,7 +307,7 @@ async fn run_async(global: &Global, command: Command) -> anyhow::Result<i32> {
                     external,
                     advertise: advertise_broker,
                     node_grace: std::time::Duration::from_secs(node_grace_seconds),
-                    ..Default::default()
+                    topic_root,
                 },
             };
             serve::serve(opts, serve::shutdown_signal()).await?;
@@ -291,6 +322,9 @@ async fn run_async(global: &Global, command: Command) -> anyhow::Result<i32> {
             apply::delete(&global.connection(), &args, &files, namespace).await
         }
         Command::Create(args) => apply::create(&global.connection(), args).await,
+        Command::BrokerConfig(BrokerConfigCommand::Mosquitto { out, listen, topic_root, viewers }) => {
+            broker_config::mosquitto(&global.connection(), &out, listen, &topic_root, &viewers).await
+        }
         Command::Logs { pod, container, follow, tail, namespace } => {
             let ns = namespace.unwrap_or_else(|| "default".into());
             let mut query = vec![format!("follow={follow}")];

@@ -2,4 +2,5 @@
 
 pub mod acl;
 pub mod broker;
+pub mod mosquitto;
 pub mod users;

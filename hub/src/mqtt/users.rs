@@ -43,6 +43,18 @@ pub fn hash_password(password: &str) -> String {
     format!("{}.{}", B64URL.encode(salt), B64URL.encode(hash(&salt, password.as_bytes())))
 }
 
+/// The same password in Mosquitto's password-file format, `$6$<salt>$<sha512(password+salt)>`
+/// (both standard base64), for `flotilla-hub broker-config mosquitto`.
+pub fn mosquitto_hash(password: &str) -> String {
+    use base64::engine::general_purpose::STANDARD;
+    use sha2::Sha512;
+    let salt = crate::store::crypto::random::<12>();
+    let mut h = Sha512::new();
+    h.update(password.as_bytes());
+    h.update(salt);
+    format!("$6${}${}", STANDARD.encode(salt), STANDARD.encode(h.finalize()))
+}
+
 impl Users {
     /// Adds or replaces a user whose password hash is `stored` (from `hash_password`).
     pub fn insert_hashed(&self, name: &str, role: Role, stored: &str) -> Result<(), String> {

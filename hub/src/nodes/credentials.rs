@@ -19,7 +19,7 @@ use flotilla_shared::wire::topics::Topics;
 
 use crate::api::ApiState;
 use crate::mqtt::acl::Role;
-use crate::mqtt::users::{hash_password, new_password, Users};
+use crate::mqtt::users::{hash_password, mosquitto_hash, new_password, Users};
 use crate::store::objects::Mode;
 use crate::store::{ChangeOp, Store, WriteOp};
 
@@ -95,7 +95,12 @@ pub async fn issue(store: &Store, node: &str, broker: &str, topics: &Topics) -> 
         "kind": "Secret",
         "metadata": {"namespace": SYSTEM_NAMESPACE, "name": secret_name(node)},
         "type": CREDENTIALS_TYPE,
-        "stringData": {"node": node, "passwordHash": hash_password(&password)},
+        // The Mosquitto form serves `flotilla-hub broker-config mosquitto` (external broker).
+        "stringData": {
+            "node": node,
+            "passwordHash": hash_password(&password),
+            "mosquittoHash": mosquitto_hash(&password),
+        },
     });
     store
         .write(WriteOp::Put { kind: Kind::Secret, object: secret, mode: Mode::Apply }, false)
