@@ -15,8 +15,10 @@ step() { printf '\n==> %s\n' "$*"; }
 # Debian packages the build and tests need.
 need_pkgs=()
 # libseccomp-dev: libcontainer's seccomp support; busybox-static: the tests' container images;
-# openssl: the TLS test's certificates; docker-registry and skopeo: a real registry to pull from.
-for p in build-essential pkg-config libseccomp-dev busybox-static openssl docker-registry skopeo; do
+# openssl: the TLS test's certificates; docker-registry and skopeo: a real registry to pull from;
+# mosquitto and its clients: the external-broker tests; iproute2: network namespaces as hosts.
+for p in build-essential pkg-config libseccomp-dev busybox-static openssl docker-registry skopeo \
+  mosquitto mosquitto-clients iproute2; do
   dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod controllers;
 pub mod mqtt;
 pub mod nodes;
 pub mod serve;

@@ -231,6 +231,7 @@ pub async fn serve(
         tokio::task::spawn_blocking(move || Store::open(&dir)).await.context("opening the store")??;
     let token = ensure_token(&opts.data_dir)?;
     let (broker, advertise, described, node_link) = start_mqtt(&opts, &store).await?;
+    crate::controllers::start(store.clone());
     let state = Arc::new(ApiState {
         store: store.clone(),
         tokens: vec![token],

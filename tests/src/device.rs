@@ -134,10 +134,11 @@ impl Device {
         Device { state: state.to_path_buf(), run: run.to_path_buf() }
     }
 
-    /// SIGKILLs every process of the device: the ones whose command line names its state
-    /// directory (agent, shims, sandboxes) and every process in its pods' cgroups.
+    /// SIGKILLs every process of the device: the ones whose command line names its state or
+    /// run directory (agent, shims, sandboxes) and every process in its pods' cgroups.
     pub fn power_cut(&self) {
         let state = self.state.to_string_lossy().into_owned();
+        let run = self.run.to_string_lossy().into_owned();
         let me = std::process::id();
         for _ in 0..3 {
             let mut pids: Vec<i32> = Vec::new();
@@ -147,7 +148,8 @@ impl Device {
                     continue;
                 }
                 let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-                if String::from_utf8_lossy(&cmdline).contains(&state) {
+                let cmdline = String::from_utf8_lossy(&cmdline);
+                if cmdline.contains(&state) || cmdline.contains(&run) {
                     pids.push(pid);
                 }
             }
@@ -171,7 +173,7 @@ impl Device {
         let mut mounts: Vec<&str> = info
             .lines()
             .filter_map(|l| l.split(' ').nth(4))
-            .filter(|m| m.starts_with(&*state) || m.starts_with(&*self.run.to_string_lossy()))
+            .filter(|m| m.starts_with(&*state) || m.starts_with(&*run))
             .collect();
         mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
         for m in mounts {

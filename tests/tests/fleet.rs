@@ -1,0 +1,460 @@
+//! The fleet end to end, as root, with real containers: a hub and two agents, each agent on its
+//! own "host" (a network namespace with a veth link to the hub's), first through the hub's
+//! embedded broker, then through Debian's Mosquitto configured by `flotilla-hub broker-config
+//! mosquitto`. A Deployment spread over the nodes and a pod pinned to one run on the right
+//! devices; `get pods -o wide` and `logs` go through the hub; deleting stops the containers.
+//! Around that: a device rebooted while the hub is unreachable runs its pods again from the
+//! persisted snapshot; on Mosquitto, node credentials cannot read or write another node's
+//! topics, old and duplicate snapshots change nothing, and a broker restart that loses every
+//! retained message re-syncs every node without restarting a container.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use flotilla_shared::wire::{self, DesiredSnapshot, NodeInfo, StatusReport};
+use flotilla_tests::device::{alive, container_pid, import_busybox, wait_for, Agent, Device, Netns};
+use flotilla_tests::Hub;
+use serde_json::Value;
+
+fn root() -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    assert!(std::env::var_os("CI").is_none(), "this test needs root (CI runs it as root)");
+    false
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("0.0.0.0:0").unwrap().local_addr().unwrap().port()
+}
+
+fn ok(out: std::process::Output) -> String {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn get_json(hub: &Hub, args: &[&str]) -> Option<Value> {
+    let out = hub.cli(args, None);
+    out.status.success().then(|| serde_json::from_slice(&out.stdout).ok()).flatten()
+}
+
+/// One device: its host (network namespace), directories and agent.
+struct Node {
+    name: String,
+    ns: Netns,
+    state: PathBuf,
+    run: PathBuf,
+    config: PathBuf,
+    agent: Option<Agent>,
+    device: Device,
+}
+
+impl Node {
+    fn new(tmp: &Path, name: &str) -> Node {
+        let (state, run) = (tmp.join(format!("{name}-state")), tmp.join(format!("{name}-run")));
+        import_busybox(&state, tmp);
+        Node {
+            name: name.into(),
+            ns: Netns::create(),
+            config: tmp.join(format!("{name}.json")),
+            device: Device::new(&state, &run),
+            state,
+            run,
+            agent: None,
+        }
+    }
+
+    fn start(&mut self) {
+        self.agent = Some(Agent::start(&self.state, &self.run, &self.config, Some(&self.ns)));
+    }
+
+    fn log(&self) -> PathBuf {
+        self.state.with_extension("log")
+    }
+
+    fn password(&self) -> String {
+        let cfg: Value = serde_json::from_slice(&std::fs::read(&self.config).unwrap()).unwrap();
+        cfg["password"].as_str().unwrap().to_string()
+    }
+}
+
+fn logs<'a>(hub: &'a Hub, nodes: &'a [Node]) -> Vec<PathBuf> {
+    let mut v = vec![hub.log.clone()];
+    v.extend(nodes.iter().map(Node::log));
+    v
+}
+
+fn wait(what: &str, hub: &Hub, nodes: &[Node], f: impl FnMut() -> bool) {
+    let l = logs(hub, nodes);
+    let refs: Vec<&Path> = l.iter().map(PathBuf::as_path).collect();
+    wait_for(what, 90, &refs, f);
+}
+
+fn ready(hub: &Hub, node: &str) -> bool {
+    get_json(hub, &["get", "node", node, "-o", "json"]).is_some_and(|n| {
+        n["status"]["conditions"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+    })
+}
+
+const WORKLOADS: &str = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 2
+      containers:
+      - name: main
+        image: flotilla.local/busybox:demo
+        imagePullPolicy: Never
+        command: [sh, -c, 'echo web up; while true; do sleep 1; done']
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: pinned}
+spec:
+  nodeName: node-b
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: main
+    image: flotilla.local/busybox:demo
+    imagePullPolicy: Never
+    command: [sh, -c, 'echo pinned up; while true; do sleep 1; done']
+";
+
+/// A running pod as the hub sees it: (name, node, uid).
+type Placed = Vec<(String, String, String)>;
+
+/// Applies the Deployment and the pinned pod; checks they run on the right devices.
+fn deploy(hub: &Hub, nodes: &[Node]) -> Placed {
+    ok(hub.cli(&["apply", "-f", "-"], Some(WORKLOADS.as_bytes())));
+    let running = || -> Option<Placed> {
+        let list = get_json(hub, &["get", "pods", "-o", "json"])?;
+        let items = list["items"].as_array()?;
+        let placed: Placed = items
+            .iter()
+            .filter(|p| p["status"]["phase"] == "Running")
+            .map(|p| {
+                let s = |ptr: &str| p.pointer(ptr).and_then(Value::as_str).unwrap_or_default().to_string();
+                (s("/metadata/name"), s("/spec/nodeName"), s("/metadata/uid"))
+            })
+            .collect();
+        (items.len() == 3 && placed.len() == 3).then_some(placed)
+    };
+    wait("the Deployment's 2 pods and the pinned pod Running", hub, nodes, || running().is_some());
+    let placed = running().unwrap();
+    let on = |node: &str| placed.iter().filter(|(_, n, _)| n == node).count();
+    assert_eq!((on("node-a"), on("node-b")), (1, 2), "web spread over both nodes, pinned on b: {placed:?}");
+    assert!(placed.iter().any(|(p, n, _)| p == "pinned" && n == "node-b"), "{placed:?}");
+    // Each pod's container really runs on its device (and on no other).
+    for (pod, node, uid) in &placed {
+        for n in nodes {
+            let pid = container_pid(&n.state, uid, "main");
+            if &n.name == node {
+                assert!(pid.is_some_and(alive), "{pod} not running on {node}");
+            } else {
+                assert!(pid.is_none(), "{pod} also runs on {}", n.name);
+            }
+        }
+    }
+    let wide = ok(hub.cli(&["get", "pods", "-o", "wide"], None));
+    for (pod, node, _) in &placed {
+        assert!(
+            wide.lines()
+                .any(|l| l.starts_with(pod.as_str()) && l.contains("Running") && l.contains(node.as_str())),
+            "{wide}"
+        );
+    }
+    let text = ok(hub.cli(&["logs", "pinned"], None));
+    assert!(text.starts_with("pinned up\n"), "{text:?}");
+    let web = placed.iter().find(|(p, _, _)| p.starts_with("web-")).unwrap();
+    assert!(ok(hub.cli(&["logs", &web.0], None)).starts_with("web up\n"));
+    placed
+}
+
+/// Deletes the workloads; every container stops and every pod leaves its device.
+fn remove(hub: &Hub, nodes: &[Node], placed: &Placed) {
+    let pids: Vec<i32> = placed
+        .iter()
+        .filter_map(|(_, node, uid)| {
+            let n = nodes.iter().find(|n| &n.name == node)?;
+            container_pid(&n.state, uid, "main")
+        })
+        .collect();
+    assert_eq!(pids.len(), placed.len());
+    ok(hub.cli(&["delete", "-f", "-"], Some(WORKLOADS.as_bytes())));
+    wait("every container stopped", hub, nodes, || pids.iter().all(|p| !alive(*p)));
+    wait("every pod gone from its device and the hub", hub, nodes, || {
+        placed.iter().all(|(_, node, uid)| {
+            let n = nodes.iter().find(|n| &n.name == node).unwrap();
+            !n.state.join("pods").join(uid).exists()
+        }) && get_json(hub, &["get", "pods", "-o", "json"])
+            .is_some_and(|l| l["items"].as_array().is_some_and(Vec::is_empty))
+    });
+}
+
+fn pids(nodes: &[Node], placed: &Placed) -> Vec<i32> {
+    placed
+        .iter()
+        .map(|(_, node, uid)| {
+            let n = nodes.iter().find(|n| &n.name == node).unwrap();
+            container_pid(&n.state, uid, "main").expect("a running container")
+        })
+        .collect()
+}
+
+#[test]
+fn two_hosts_through_the_embedded_broker() {
+    if !root() {
+        return;
+    }
+    let tmp = flotilla_tests::tempdir();
+    let mut nodes = vec![Node::new(tmp.path(), "node-a"), Node::new(tmp.path(), "node-b")];
+    let port = free_port();
+    let listen = format!("0.0.0.0:{port}");
+    let advertise = format!("mqtt://{}:{port}", nodes[0].ns.gateway);
+    let hub_dir = tmp.path().join("hub");
+    let args = ["--mqtt-listen", listen.as_str(), "--advertise-broker", advertise.as_str()];
+    let hub = Hub::start_with(&hub_dir, &args);
+    for n in nodes.iter_mut() {
+        ok(hub.cli(&["node", "add", &n.name, "-o", n.config.to_str().unwrap()], None));
+        n.start();
+    }
+    wait("both nodes Ready", &hub, &nodes, || ready(&hub, "node-a") && ready(&hub, "node-b"));
+    let placed = deploy(&hub, &nodes);
+
+    // A power cut on node-a while the hub is unreachable: agent, shims, containers and the run
+    // directory are gone. The agent comes back and runs its persisted desired state.
+    hub.kill();
+    let before = pids(&nodes, &placed);
+    let a = &mut nodes[0];
+    a.agent = None;
+    a.device.power_cut();
+    let on_a: Vec<&(String, String, String)> = placed.iter().filter(|(_, n, _)| n == "node-a").collect();
+    assert!(on_a.iter().all(|(_, _, uid)| container_pid(&a.state, uid, "main").is_none_or(|p| !alive(p))));
+    a.start();
+    let l = [a.log()];
+    let refs: Vec<&Path> = l.iter().map(PathBuf::as_path).collect();
+    wait_for("node-a's pods running again without the hub", 90, &refs, || {
+        on_a.iter().all(|(_, _, uid)| container_pid(&a.state, uid, "main").is_some_and(alive))
+    });
+    // node-b saw nothing of it.
+    let b_before: Vec<i32> =
+        placed.iter().zip(&before).filter(|((_, n, _), _)| n == "node-b").map(|(_, p)| *p).collect();
+    assert!(b_before.iter().all(|p| alive(*p)));
+
+    let hub = Hub::start_with(&hub_dir, &args);
+    wait("both nodes Ready again", &hub, &nodes, || ready(&hub, "node-a") && ready(&hub, "node-b"));
+    remove(&hub, &nodes, &placed);
+}
+
+/// A Mosquitto broker from the generated configuration.
+struct Mosquitto {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Mosquitto {
+    fn start(dir: &Path) -> Mosquitto {
+        let log = dir.join("mosquitto.log");
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let child = Command::new("mosquitto")
+            .args(["-c", dir.join("mosquitto.conf").to_str().unwrap(), "-v"])
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("mosquitto (Debian's mosquitto package)");
+        std::thread::sleep(Duration::from_millis(500));
+        Mosquitto { child, log }
+    }
+
+    fn reload(&self) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGHUP,
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `mosquitto_sub`: the first message on `topic` (raw payload), if one comes within 3 s.
+fn sub_one(port: u16, user: &str, password: &str, client_id: &str, topic: &str) -> Option<Vec<u8>> {
+    let out = Command::new("mosquitto_sub")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-u", user, "-P", password, "-i", client_id])
+        .args(["-t", topic, "-C", "1", "-W", "3", "-N", "-V", "mqttv5"])
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    (out.status.success() && !out.stdout.is_empty()).then_some(out.stdout)
+}
+
+fn publish(port: u16, user: &str, password: &str, topic: &str, payload: &Path, retain: bool) {
+    let mut cmd = Command::new("mosquitto_pub");
+    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-u", user, "-P", password, "-q", "1"]).args([
+        "-t",
+        topic,
+        "-f",
+        payload.to_str().unwrap(),
+        "-V",
+        "mqttv5",
+    ]);
+    if retain {
+        cmd.arg("-r");
+    }
+    // Refused publishes may be answered with an error (v5) or dropped silently: either is fine.
+    let _ = cmd.output().unwrap();
+}
+
+#[test]
+fn two_hosts_through_mosquitto() {
+    if !root() {
+        return;
+    }
+    let tmp = flotilla_tests::tempdir();
+    // Mosquitto drops to its own user: it must be able to reach its files.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let mut nodes = vec![Node::new(tmp.path(), "node-a"), Node::new(tmp.path(), "node-b")];
+    let port = free_port();
+    let (hub_dir, mq) = (tmp.path().join("hub"), tmp.path().join("mosquitto"));
+    // Before the hub exists: the hub's user only, and a clear warning.
+    let first = Command::new(flotilla_tests::bin("flotilla-hub"))
+        .args([
+            "--data-dir",
+            hub_dir.to_str().unwrap(),
+            "broker-config",
+            "mosquitto",
+            "-o",
+            mq.to_str().unwrap(),
+        ])
+        .args(["--listen", &format!("0.0.0.0:{port}")])
+        .output()
+        .unwrap();
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    assert!(String::from_utf8_lossy(&first.stderr).contains("only the hub's user was written"));
+    let acl = std::fs::read_to_string(mq.join("acl")).unwrap();
+    assert!(acl.contains("pattern read flotilla/v1/nodes/%u/desired") && !acl.contains("%c"), "{acl}");
+    let broker = Mosquitto::start(&mq);
+
+    let url = format!("mqtt://127.0.0.1:{port}");
+    let advertise = format!("mqtt://{}:{port}", nodes[0].ns.gateway);
+    let pw_file = mq.join("hub.password");
+    let args = [
+        "--broker",
+        url.as_str(),
+        "--broker-password-file",
+        pw_file.to_str().unwrap(),
+        "--advertise-broker",
+        advertise.as_str(),
+    ];
+    let hub = Hub::start_with(&hub_dir, &args);
+    for n in nodes.iter_mut() {
+        ok(hub.cli(&["node", "add", &n.name, "-o", n.config.to_str().unwrap()], None));
+    }
+    // Regenerated with the hub up: both nodes are users now (the listen address is kept by
+    // passing it again).
+    let out = Command::new(flotilla_tests::bin("flotilla-hub"))
+        .args([
+            "--data-dir",
+            hub_dir.to_str().unwrap(),
+            "broker-config",
+            "mosquitto",
+            "-o",
+            mq.to_str().unwrap(),
+        ])
+        .args(["--listen", &format!("0.0.0.0:{port}")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let passwd = std::fs::read_to_string(mq.join("passwd")).unwrap();
+    assert!(passwd.contains("node-a:$6$") && passwd.contains("node-b:$6$"), "{passwd}");
+    broker.reload();
+    for n in nodes.iter_mut() {
+        n.start();
+    }
+    wait("both nodes Ready through Mosquitto", &hub, &nodes, || {
+        ready(&hub, "node-a") && ready(&hub, "node-b")
+    });
+    let placed = deploy(&hub, &nodes);
+    let before = pids(&nodes, &placed);
+
+    // Isolation: node-b's credentials cannot read node-a's desired state, not even with
+    // node-a's client id, and what it publishes under node-a never reaches the hub.
+    let (topic_a, pw_b) = ("flotilla/v1/nodes/node-a/desired", nodes[1].password());
+    assert_eq!(sub_one(port, "node-b", &pw_b, "spy", topic_a), None, "node-b read node-a's desired state");
+    assert_eq!(sub_one(port, "node-b", &pw_b, "node-a", topic_a), None, "node-b read it as client id node-a");
+    let forged = StatusReport {
+        node: "node-a".into(),
+        seq: u64::MAX / 2,
+        observed_generation: 0,
+        time_ms: 0,
+        info: NodeInfo { os_image: "FORGED".into(), ..NodeInfo::default() },
+        conditions: vec![],
+        pods: vec![],
+    };
+    let forged_file = tmp.path().join("forged.cbor");
+    std::fs::write(&forged_file, wire::encode(&forged)).unwrap();
+    publish(port, "node-b", &pw_b, "flotilla/v1/nodes/node-a/status", &forged_file, false);
+    std::thread::sleep(Duration::from_secs(2));
+    let a = get_json(&hub, &["get", "node", "node-a", "-o", "json"]).unwrap();
+    assert_ne!(a["status"]["nodeInfo"]["osImage"], "FORGED", "a forged status reached the hub");
+    assert!(ready(&hub, "node-a"), "node-a was disturbed");
+    // node-b reads its own desired state (the positive control): stop its agent first, since
+    // the broker gives the connection node-b's client id and would cut the agent off.
+    nodes[1].agent = None;
+    let own = sub_one(port, "node-b", &pw_b, "x", "flotilla/v1/nodes/node-b/desired")
+        .expect("node-b's own snapshot");
+    let snap_b: DesiredSnapshot = wire::decode(&own, wire::DEFAULT_MAX_PAYLOAD).unwrap();
+    assert_eq!(snap_b.pods.len(), 2, "{snap_b:?}");
+
+    // Old and duplicate snapshots change nothing: publish (as the hub, while it is down) node-b's
+    // snapshot again and an older, empty one.
+    hub.kill();
+    nodes[1].start();
+    let hub_pw = std::fs::read_to_string(&pw_file).unwrap().trim().to_string();
+    let dup = tmp.path().join("dup.cbor");
+    std::fs::write(&dup, &own).unwrap();
+    let old = tmp.path().join("old.cbor");
+    let older = DesiredSnapshot { generation: snap_b.generation - 1, pods: vec![], ..snap_b.clone() };
+    std::fs::write(&old, wire::encode(&older)).unwrap();
+    publish(port, "flotilla-hub", &hub_pw, "flotilla/v1/nodes/node-b/desired", &dup, true);
+    publish(port, "flotilla-hub", &hub_pw, "flotilla/v1/nodes/node-b/desired", &old, true);
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(pids(&nodes, &placed), before, "a duplicate or older snapshot changed the pods");
+
+    // The broker restarts and loses every retained message; the hub (back up) re-syncs every
+    // node, and no container restarts.
+    let hub = Hub::start_with(&hub_dir, &args);
+    wait("both nodes Ready again", &hub, &nodes, || ready(&hub, "node-a") && ready(&hub, "node-b"));
+    let published = |hub: &Hub| hub.log_text().matches("published the desired state").count();
+    let count = published(&hub);
+    drop(broker);
+    let broker = Mosquitto::start(&mq);
+    wait("the hub republished both snapshots", &hub, &nodes, || published(&hub) >= count + 2);
+    wait("both nodes Ready after the broker restart", &hub, &nodes, || {
+        ready(&hub, "node-a") && ready(&hub, "node-b")
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        pids(&nodes, &placed),
+        before,
+        "a container restarted\n{}",
+        std::fs::read_to_string(&broker.log).unwrap_or_default()
+    );
+    remove(&hub, &nodes, &placed);
+}
