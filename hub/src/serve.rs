@@ -243,12 +243,21 @@ pub async fn serve(
         broker: advertise.clone(),
         topics: flotilla_shared::wire::topics::Topics::new(&opts.mqtt.topic_root)
             .map_err(anyhow::Error::msg)?,
+        ca_pem: match (&opts.tls_cert, &opts.tls_ca) {
+            (Some(_), Some(ca)) => {
+                Some(std::fs::read(ca).with_context(|| format!("reading --tls-ca {}", ca.display()))?)
+            }
+            _ => None,
+        },
     });
     let app = axum::Router::new()
         .route(
             "/flotilla/v1/nodes/{name}/credentials",
             axum::routing::post(crate::nodes::credentials::handler),
         )
+        .route("/flotilla/v1/tokens", axum::routing::post(crate::nodes::join::create))
+        .route("/flotilla/v1/cacerts", axum::routing::get(crate::nodes::join::cacerts))
+        .route("/flotilla/v1/join", axum::routing::post(crate::nodes::join::join))
         .with_state(credentials)
         .merge(
             axum::Router::new()

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod image;
+pub mod join;
 pub mod manifest;
 pub mod names;
 pub mod quantity;

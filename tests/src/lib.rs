@@ -117,7 +117,11 @@ impl Hub {
     }
 
     fn ready(&self) -> bool {
-        let client = reqwest::blocking::Client::new();
+        // Readiness only: an HTTPS hub's certificate is checked by the tests that care.
+        let client = reqwest::blocking::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .build()
+            .expect("HTTP client");
         let url = format!("{}/readyz", self.url);
         client.get(url).send().map(|r| r.status().is_success()).unwrap_or(false)
     }
@@ -190,6 +194,57 @@ impl HubHttp {
     pub fn send_json(&self, method: &str, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
         self.request(method, path, Some(&body.to_string()), "application/json")
     }
+}
+
+/// A small CA and a server certificate for 127.0.0.1 and localhost signed by it, as an
+/// operator would make them with openssl.
+pub struct Pki {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+pub fn test_pki(dir: &Path) -> Pki {
+    let p = |f: &str| dir.join(f).to_str().expect("utf-8").to_string();
+    let (ca_key, ca, key, csr, cert, ext) =
+        (p("ca.key"), p("ca.crt"), p("hub.key"), p("hub.csr"), p("hub.crt"), p("ext.cnf"));
+    std::fs::write(&ext, "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
+        .expect("ext");
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let steps: Vec<Vec<&str>> = vec![
+        [
+            &["req", "-x509"][..],
+            &ec,
+            &["-days", "2", "-subj", "/CN=flotilla-test-ca", "-keyout", &ca_key, "-out", &ca],
+        ]
+        .concat(),
+        [&["req"][..], &ec, &["-subj", "/CN=localhost", "-keyout", &key, "-out", &csr]].concat(),
+        vec![
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &ext,
+            "-out",
+            &cert,
+        ],
+    ];
+    for args in steps {
+        let out = Command::new("openssl")
+            .args(&args)
+            .output()
+            .expect("openssl is needed for the TLS tests: apt-get install openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Pki { ca: ca.into(), cert: cert.into(), key: key.into() }
 }
 
 /// A fresh temporary directory for one test.

@@ -388,46 +388,9 @@ fn key_rotation_re_encrypts_secrets() {
 #[test]
 fn tls_when_given_a_certificate() {
     let tmp = tempdir();
-    // A small CA and a server certificate for 127.0.0.1 signed by it, as an operator would make.
-    let p = |f: &str| tmp.path().join(f).to_str().unwrap().to_string();
-    let (ca_key, ca, key, csr, cert, ext) =
-        (p("ca.key"), p("ca.crt"), p("hub.key"), p("hub.csr"), p("hub.crt"), p("ext.cnf"));
-    std::fs::write(&ext, "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n").unwrap();
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    let steps: Vec<Vec<&str>> = vec![
-        [
-            &["req", "-x509"][..],
-            &ec,
-            &["-days", "2", "-subj", "/CN=flotilla-test-ca", "-keyout", &ca_key, "-out", &ca],
-        ]
-        .concat(),
-        [&["req"][..], &ec, &["-subj", "/CN=localhost", "-keyout", &key, "-out", &csr]].concat(),
-        vec![
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            &ca,
-            "-CAkey",
-            &ca_key,
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            &ext,
-            "-out",
-            &cert,
-        ],
-    ];
-    for args in steps {
-        let out = std::process::Command::new("openssl")
-            .args(&args)
-            .output()
-            .expect("openssl is needed for the TLS test: apt-get install openssl");
-        assert!(out.status.success(), "openssl {args:?}: {}", text(&out.stderr));
-    }
-    let (cert, key) = (std::path::PathBuf::from(cert), std::path::PathBuf::from(key));
+    let pki = flotilla_tests::test_pki(tmp.path());
+    let ca = pki.ca.to_str().unwrap().to_string();
+    let (cert, key) = (pki.cert.clone(), pki.key.clone());
     let dir = tmp.path().join("hub");
     std::fs::create_dir_all(&dir).unwrap();
     let log = dir.with_extension("log");

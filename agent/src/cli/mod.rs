@@ -1,6 +1,7 @@
 //! The agent's command line: argument definitions and dispatch of the local commands.
 
 mod images;
+mod join;
 mod local;
 
 use std::path::PathBuf;
@@ -51,6 +52,22 @@ pub enum Command {
         /// Image GC keeps images used, imported or pulled within this many seconds.
         #[arg(long, default_value_t = 120)]
         image_gc_min_age_seconds: u64,
+    },
+    /// Join a hub with a token from `flotilla-hub token create`: get this node's broker
+    /// credentials and write the agent configuration for `run --config`.
+    Join {
+        /// The hub's URL (https://host:7443; over HTTPS the token pins the hub's CA).
+        #[arg(long)]
+        hub: String,
+        /// The join token.
+        #[arg(long, env = "FLOTILLA_JOIN_TOKEN", hide_env_values = true)]
+        token: String,
+        /// This node's name (default: the host name).
+        #[arg(long)]
+        node: Option<String>,
+        /// Where to write the configuration (mode 0600).
+        #[arg(long, default_value = "/etc/flotilla/agent.json")]
+        config: PathBuf,
     },
     /// List the pods and containers this agent runs.
     Ps,
@@ -179,6 +196,7 @@ pub fn run(cli: Cli) -> i32 {
             })
         }
         Command::Ps => local::ps(&cli.state_dir),
+        Command::Join { hub, token, node, config } => join::join(&hub, &token, node, &config),
         Command::Logs { pod, namespace, container, follow, tail } => {
             local::logs(&cli.state_dir, &namespace, &pod, container.as_deref(), follow, tail)
         }

@@ -153,6 +153,9 @@ pub enum Command {
         #[arg(short = 'n', long)]
         namespace: Option<String>,
     },
+    /// Join tokens for `flotilla-agent join`.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Write the configuration of an external broker from the hub's users and rules.
     #[command(subcommand)]
     BrokerConfig(BrokerConfigCommand),
@@ -175,6 +178,34 @@ pub enum Command {
     },
     /// Print a shell completion script.
     Completion { shell: clap_complete::Shell },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a single-use join token; prints it (it carries the hash of the hub's CA, which
+    /// the agent checks before trusting the hub).
+    Create {
+        /// How long the token stays valid: seconds, or a number with s, m, h or d.
+        #[arg(long, default_value = "24h", value_parser = parse_ttl)]
+        ttl: u64,
+    },
+}
+
+/// `90`, `90s`, `15m`, `24h`, `7d` → seconds.
+fn parse_ttl(s: &str) -> Result<u64, String> {
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 90s, 15m, 24h or 7d"))?;
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{s:?}: the unit is s, m, h or d")),
+    };
+    n.checked_mul(mult).filter(|v| *v > 0).ok_or_else(|| format!("{s:?} is out of range"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -322,6 +353,18 @@ async fn run_async(global: &Global, command: Command) -> anyhow::Result<i32> {
             apply::delete(&global.connection(), &args, &files, namespace).await
         }
         Command::Create(args) => apply::create(&global.connection(), args).await,
+        Command::Token(TokenCommand::Create { ttl }) => {
+            let c = Client::connect(&global.connection())?;
+            let body = serde_json::json!({ "ttlSeconds": ttl });
+            let written = c.write(reqwest::Method::POST, "/flotilla/v1/tokens", Some(&body)).await?;
+            let token = written.object["token"].as_str().unwrap_or_default();
+            println!("{token}");
+            eprintln!("valid once, until {}", written.object["expires"].as_str().unwrap_or("?"));
+            if token.starts_with("FLT1.-.") {
+                eprintln!("warning: this hub serves plain HTTP, so agents cannot verify it; serve with --tls-cert, --tls-key and --tls-ca");
+            }
+            Ok(0)
+        }
         Command::BrokerConfig(BrokerConfigCommand::Mosquitto { out, listen, topic_root, viewers }) => {
             broker_config::mosquitto(&global.connection(), &out, listen, &topic_root, &viewers).await
         }
@@ -354,5 +397,21 @@ async fn run_async(global: &Global, command: Command) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Validate { .. } | Command::Backup { .. } | Command::Completion { .. } => Ok(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_ttl;
+
+    #[test]
+    fn ttls_take_units() {
+        assert_eq!(parse_ttl("90"), Ok(90));
+        assert_eq!(parse_ttl("15m"), Ok(900));
+        assert_eq!(parse_ttl("24h"), Ok(86_400));
+        assert_eq!(parse_ttl("7d"), Ok(604_800));
+        assert!(parse_ttl("0s").is_err());
+        assert!(parse_ttl("1w").unwrap_err().contains("unit"));
+        assert!(parse_ttl("h").is_err());
     }
 }

@@ -55,6 +55,13 @@ pub fn mosquitto_hash(password: &str) -> String {
     format!("$6${}${}", STANDARD.encode(salt), STANDARD.encode(h.finalize()))
 }
 
+/// Whether `password` matches `stored` (from `hash_password`), in constant time.
+pub fn verify_password(stored: &str, password: &str) -> bool {
+    let users = Users::default();
+    users.insert_hashed("-", Role::Viewer, stored).is_ok()
+        && users.authenticate("-", password.as_bytes()).is_some()
+}
+
 impl Users {
     /// Adds or replaces a user whose password hash is `stored` (from `hash_password`).
     pub fn insert_hashed(&self, name: &str, role: Role, stored: &str) -> Result<(), String> {

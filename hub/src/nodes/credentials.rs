@@ -132,6 +132,8 @@ pub struct CredentialsState {
     /// The broker URL agents should use.
     pub broker: String,
     pub topics: Topics,
+    /// The hub's CA certificate (PEM file bytes), when it serves HTTPS with `--tls-ca`.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 /// `POST /flotilla/v1/nodes/{name}/credentials`.

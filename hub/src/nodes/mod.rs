@@ -7,6 +7,7 @@
 
 pub mod credentials;
 pub mod ingest;
+pub mod join;
 pub mod logs;
 pub mod pusher;
 

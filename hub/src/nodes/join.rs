@@ -1,0 +1,163 @@
+//! Joining a node with a token, like k3s' secure tokens: `flotilla-hub token create` makes an
+//! expiring, single-use token that carries the SHA-256 of the hub's CA certificate;
+//! `flotilla-agent join --hub URL --token T` fetches the CA from `/flotilla/v1/cacerts`, checks
+//! it against the token (so a man in the middle cannot pose as the hub), and then trades the
+//! token for the node's own broker credentials at `/flotilla/v1/join`.
+//!
+//! Token: `FLT1.<ca sha256 hex, or "-" for a plain-HTTP hub>.<id>.<secret>`. The hub keeps a
+//! Secret `join-<id>` in `flotilla-system` (type `flotilla.io/join-token`) with a salted hash of
+//! the secret and the expiry; a join deletes it, so a token works once.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use flotilla_shared::api::Kind;
+pub use flotilla_shared::join::Token;
+
+use super::credentials::{issue, secret_name, CredentialsState, SYSTEM_NAMESPACE};
+use crate::mqtt::users::{hash_password, new_password, verify_password};
+use crate::store::objects::Mode;
+use crate::store::WriteOp;
+
+pub const TOKEN_TYPE: &str = "flotilla.io/join-token";
+
+/// SHA-256 (hex) of a CA certificate file's bytes, as the token carries it.
+pub fn ca_hash(pem: &[u8]) -> String {
+    Sha256::digest(pem).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn message(code: StatusCode, text: impl Into<String>) -> Response {
+    (code, Json(json!({"message": text.into()}))).into_response()
+}
+
+/// `POST /flotilla/v1/tokens` (admin): `{"ttlSeconds": N}` → `{"token", "expires"}`.
+pub async fn create(
+    State(st): State<Arc<CredentialsState>>,
+    headers: HeaderMap,
+    body: Option<Json<Value>>,
+) -> Response {
+    if !crate::api::authorized(&st.api, &headers) {
+        return message(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
+    }
+    let ttl = body.as_ref().and_then(|b| b["ttlSeconds"].as_u64()).unwrap_or(24 * 3600);
+    if ttl == 0 || ttl > 365 * 24 * 3600 {
+        return message(StatusCode::BAD_REQUEST, "ttlSeconds must be between 1 and a year");
+    }
+    let id: String = crate::store::crypto::random::<6>().iter().map(|b| format!("{b:02x}")).collect();
+    let token = Token { ca_hash: st.ca_pem.as_deref().map(ca_hash), id: id.clone(), secret: new_password() };
+    let expires = OffsetDateTime::now_utc() + time::Duration::seconds(ttl as i64);
+    let expires = expires.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+    let secret = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"namespace": SYSTEM_NAMESPACE, "name": format!("join-{id}")},
+        "type": TOKEN_TYPE,
+        "stringData": {"id": id, "secretHash": hash_password(&token.secret), "expires": expires},
+    });
+    let op = WriteOp::Put { kind: Kind::Secret, object: secret, mode: Mode::Create };
+    if let Err(e) = st.api.store.write(op, false).await {
+        return message(StatusCode::INTERNAL_SERVER_ERROR, format!("storing the token: {e}"));
+    }
+    (StatusCode::CREATED, Json(json!({"token": token.to_string(), "expires": expires}))).into_response()
+}
+
+/// `GET /flotilla/v1/cacerts` (no authentication: the token's hash makes it trustworthy).
+pub async fn cacerts(State(st): State<Arc<CredentialsState>>) -> Response {
+    match &st.ca_pem {
+        Some(pem) => {
+            ([(axum::http::header::CONTENT_TYPE, "application/x-pem-file")], pem.clone()).into_response()
+        }
+        None => message(StatusCode::NOT_FOUND, "this hub serves plain HTTP and has no CA certificate"),
+    }
+}
+
+/// Whether `secret` matches the token Secret's hash and it has not expired.
+fn valid(stored: &Value, secret: &str, now: OffsetDateTime) -> Result<(), &'static str> {
+    let field = |k: &str| -> Option<String> {
+        let b = stored.pointer(&format!("/data/{k}"))?.as_str()?;
+        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b).ok()?).ok()
+    };
+    let expires = field("expires")
+        .and_then(|e| OffsetDateTime::parse(&e, &time::format_description::well_known::Rfc3339).ok())
+        .ok_or("the token is damaged")?;
+    if now > expires {
+        return Err("the token has expired");
+    }
+    let hash = field("secretHash").ok_or("the token is damaged")?;
+    if verify_password(&hash, secret) {
+        Ok(())
+    } else {
+        Err("the token is not valid")
+    }
+}
+
+/// `POST /flotilla/v1/join`: `{"token", "node"}` → the agent's configuration.
+pub async fn join(State(st): State<Arc<CredentialsState>>, Json(body): Json<Value>) -> Response {
+    let unknown = || message(StatusCode::UNAUTHORIZED, "the token is not valid (unknown, used or expired)");
+    let Some(token) = body["token"].as_str().and_then(|t| Token::parse(t).ok()) else { return unknown() };
+    let Some(node) = body["node"].as_str() else {
+        return message(StatusCode::BAD_REQUEST, "the request names no node");
+    };
+    let store = &st.api.store;
+    let name = format!("join-{}", token.id);
+    let stored = match store.get(Kind::Secret, SYSTEM_NAMESPACE, &name).await {
+        Ok(Some(s)) if s["type"] == TOKEN_TYPE => s,
+        _ => return unknown(),
+    };
+    if let Err(why) = valid(&stored, &token.secret, OffsetDateTime::now_utc()) {
+        tracing::warn!(token = token.id, why, "refused a join");
+        return unknown();
+    }
+    if store.get(Kind::Secret, SYSTEM_NAMESPACE, &secret_name(node)).await.ok().flatten().is_some() {
+        return message(
+            StatusCode::CONFLICT,
+            format!("node {node} has joined already; rotate its credentials with `flotilla-hub node add {node}` or join under another name"),
+        );
+    }
+    // Single use: whoever deletes the token Secret first gets to join.
+    let op = WriteOp::Delete { kind: Kind::Secret, namespace: SYSTEM_NAMESPACE.into(), name };
+    if store.write(op, false).await.is_err() {
+        return unknown();
+    }
+    match issue(store, node, &st.broker, &st.topics).await {
+        Ok(mut cfg) => {
+            if cfg.broker.starts_with("mqtts://") {
+                cfg.ca_pem = st.ca_pem.as_ref().map(|p| String::from_utf8_lossy(p).into_owned());
+            }
+            tracing::info!(node, token = token.id, "node joined");
+            (StatusCode::CREATED, Json(cfg)).into_response()
+        }
+        Err(e) => message(StatusCode::BAD_REQUEST, e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expired_and_wrong_secrets_are_refused() {
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let stored = |expires: &str, secret: &str| json!({"data": {"expires": b64(expires), "secretHash": b64(&hash_password(secret))}});
+        let now =
+            OffsetDateTime::parse("2026-01-01T00:00:00Z", &time::format_description::well_known::Rfc3339)
+                .unwrap();
+        assert_eq!(valid(&stored("2026-01-02T00:00:00Z", "right"), "right", now), Ok(()));
+        assert_eq!(
+            valid(&stored("2026-01-02T00:00:00Z", "right"), "wrong", now),
+            Err("the token is not valid")
+        );
+        assert_eq!(
+            valid(&stored("2025-12-31T00:00:00Z", "right"), "right", now),
+            Err("the token has expired")
+        );
+        assert_eq!(ca_hash(b"x").len(), 64);
+    }
+}
