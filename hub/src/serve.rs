@@ -220,6 +220,27 @@ fn wire_max() -> usize {
     flotilla_shared::wire::DEFAULT_MAX_PAYLOAD
 }
 
+/// Tells systemd (Type=notify) the hub is ready, and pings its watchdog at half the interval
+/// for as long as the store answers, so a wedged hub is restarted.
+fn notify_systemd(store: Store) {
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    let mut usec = 0;
+    if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_micros(usec / 2));
+            loop {
+                tick.tick().await;
+                match tokio::time::timeout(std::time::Duration::from_micros(usec / 2), store.health()).await {
+                    Ok(Ok(())) => {
+                        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+                    }
+                    _ => tracing::error!("the store does not answer: not pinging the systemd watchdog"),
+                }
+            }
+        });
+    }
+}
+
 /// Runs the server until `shutdown` resolves.
 pub async fn serve(
     opts: ServeOptions,
@@ -290,6 +311,7 @@ pub async fn serve(
     });
     write_private(&opts.data_dir.join(CLIENT_FILE), client.to_string().as_bytes())?;
     tracing::info!(url = %server_url, data_dir = %opts.data_dir.display(), revision = store.revision(), broker = %advertise, "flotilla-hub serving");
+    notify_systemd(store.clone());
 
     let result = match tls {
         Some((cert, key)) => {

@@ -465,6 +465,13 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
             reporter.report(link, snapshot.as_ref(), &plan.statuses);
         }
         rounds += 1;
+        // systemd (Type=notify): ready once the first round has adopted and started what it
+        // must; then a watchdog ping per round, so a stuck loop gets the agent restarted (its
+        // containers keep running: KillMode=process).
+        if rounds == 1 {
+            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+        }
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
         if opts.max_rounds.is_some_and(|m| rounds >= m) {
             break;
         }
