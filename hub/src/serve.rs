@@ -276,6 +276,10 @@ pub async fn serve(
             "/flotilla/v1/nodes/{name}/credentials",
             axum::routing::post(crate::nodes::credentials::handler),
         )
+        .route(
+            "/flotilla/v1/viewers/{name}/credentials",
+            axum::routing::post(crate::nodes::credentials::viewer_handler),
+        )
         .route("/flotilla/v1/tokens", axum::routing::post(crate::nodes::join::create))
         .route("/flotilla/v1/cacerts", axum::routing::get(crate::nodes::join::cacerts))
         .route("/flotilla/v1/join", axum::routing::post(crate::nodes::join::join))

@@ -204,6 +204,16 @@ async fn retained_messages_outlive_their_expiry_and_sessions_keep_messages() {
     pi1.subscribe(t.desired("pi-1"), QoS::AtLeastOnce).await.unwrap();
     let got = receives(&mut pi1_ev, Duration::from_secs(5)).await.expect("still retained");
     assert_eq!(got.1, b"gen-1");
+    // An empty retained message clears the topic (how the fleet topics forget deleted pods).
+    let fleet = t.fleet_pod("default", "gone");
+    hub.publish(fleet.clone(), QoS::AtLeastOnce, true, b"{}".to_vec()).await.unwrap();
+    puback(&mut hub_ev).await;
+    hub.publish(fleet.clone(), QoS::AtLeastOnce, true, Vec::new()).await.unwrap();
+    puback(&mut hub_ev).await;
+    let (v, mut v_ev) = connect(options("dash", port, "grafana", "view-pw")).await;
+    v.subscribe(fleet.clone(), QoS::AtLeastOnce).await.unwrap();
+    let got = receives(&mut v_ev, Duration::from_secs(2)).await;
+    assert_eq!(got, None, "a cleared retained message was delivered");
 
     // A persistent session (MQTT 3.1.1, clean_session = false) gets what was published while
     // it was away.

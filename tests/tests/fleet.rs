@@ -229,6 +229,7 @@ fn two_hosts_through_the_embedded_broker() {
     }
     wait("both nodes Ready", &hub, &nodes, || ready(&hub, "node-a") && ready(&hub, "node-b"));
     let placed = deploy(&hub, &nodes);
+    check_fleet_topics(&hub, &nodes, port, &placed, &tmp.path().join("grafana.json"));
 
     // A power cut on node-a while the hub is unreachable: agent, shims, containers and the run
     // directory are gone. The agent comes back and runs its persisted desired state.
@@ -253,6 +254,12 @@ fn two_hosts_through_the_embedded_broker() {
     let hub = Hub::start_with(&hub_dir, &args);
     wait("both nodes Ready again", &hub, &nodes, || ready(&hub, "node-a") && ready(&hub, "node-b"));
     remove(&hub, &nodes, &placed);
+    // The pods' fleet topics are cleared.
+    let v: Value = serde_json::from_slice(&std::fs::read(tmp.path().join("grafana.json")).unwrap()).unwrap();
+    let pw = v["password"].as_str().unwrap().to_string();
+    wait("the pods' fleet topics cleared", &hub, &nodes, || {
+        retained(port, "grafana", &pw, "flotilla/v1/fleet/pods/#").is_empty()
+    });
 }
 
 /// A Mosquitto broker from the generated configuration.
@@ -301,6 +308,47 @@ fn sub_one(port: u16, user: &str, password: &str, client_id: &str, topic: &str) 
         .output()
         .unwrap();
     (out.status.success() && !out.stdout.is_empty()).then_some(out.stdout)
+}
+
+/// Every retained message under `filter` as (topic, JSON), read with `user`'s credentials.
+fn retained(port: u16, user: &str, password: &str, filter: &str) -> Vec<(String, Value)> {
+    let out = Command::new("mosquitto_sub")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-u", user, "-P", password])
+        .args(["-t", filter, "-v", "--retained-only", "-W", "2", "-V", "mqttv5"])
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (topic, json) = l.split_once(' ')?;
+            Some((topic.to_string(), serde_json::from_str(json).ok()?))
+        })
+        .collect()
+}
+
+/// A dashboard user reads the JSON fleet topics (nodes and pods as `placed`), and nothing else.
+fn check_fleet_topics(hub: &Hub, nodes: &[Node], port: u16, placed: &Placed, viewer_file: &Path) {
+    ok(hub.cli(&["viewer", "add", "grafana", "-o", viewer_file.to_str().unwrap()], None));
+    let v: Value = serde_json::from_slice(&std::fs::read(viewer_file).unwrap()).unwrap();
+    let pw = v["password"].as_str().unwrap().to_string();
+    let want = |fleet: &[(String, Value)]| {
+        let node_a = fleet.iter().find(|(t, _)| t == "flotilla/v1/fleet/nodes/node-a");
+        node_a.is_some_and(|(_, n)| n["ready"] == true && n["pods"] == 1)
+            && placed.iter().all(|(pod, node, _)| {
+                fleet.iter().any(|(t, p)| {
+                    t == &format!("flotilla/v1/fleet/pods/default/{pod}")
+                        && p["node"] == node.as_str()
+                        && p["phase"] == "Running"
+                        && p["ready"] == true
+                })
+            })
+    };
+    wait("the fleet topics describe the nodes and pods", hub, nodes, || {
+        want(&retained(port, "grafana", &pw, "flotilla/v1/fleet/#"))
+    });
+    assert_eq!(sub_one(port, "grafana", &pw, "dash", "flotilla/v1/nodes/node-a/desired"), None);
+    assert!(retained(port, "grafana", &pw, "flotilla/v1/nodes/#").is_empty());
 }
 
 fn publish(port: u16, user: &str, password: &str, topic: &str, payload: &Path, retain: bool) {
@@ -366,6 +414,8 @@ fn two_hosts_through_mosquitto() {
     for n in nodes.iter_mut() {
         ok(hub.cli(&["node", "add", &n.name, "-o", n.config.to_str().unwrap()], None));
     }
+    let viewer_file = tmp.path().join("grafana.json");
+    ok(hub.cli(&["viewer", "add", "grafana", "-o", viewer_file.to_str().unwrap()], None));
     // Regenerated with the hub up: both nodes are users now (the listen address is kept by
     // passing it again).
     let out = Command::new(flotilla_tests::bin("flotilla-hub"))
@@ -383,6 +433,7 @@ fn two_hosts_through_mosquitto() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let passwd = std::fs::read_to_string(mq.join("passwd")).unwrap();
     assert!(passwd.contains("node-a:$6$") && passwd.contains("node-b:$6$"), "{passwd}");
+    assert!(passwd.contains("grafana:$6$"), "{passwd}");
     broker.reload();
     for n in nodes.iter_mut() {
         n.start();
@@ -392,6 +443,14 @@ fn two_hosts_through_mosquitto() {
     });
     let placed = deploy(&hub, &nodes);
     let before = pids(&nodes, &placed);
+    let v: Value = serde_json::from_slice(&std::fs::read(&viewer_file).unwrap()).unwrap();
+    let viewer_pw = v["password"].as_str().unwrap().to_string();
+    wait("the fleet topics on Mosquitto", &hub, &nodes, || {
+        retained(port, "grafana", &viewer_pw, "flotilla/v1/fleet/#")
+            .iter()
+            .any(|(t, p)| t == "flotilla/v1/fleet/pods/default/pinned" && p["phase"] == "Running")
+    });
+    assert!(retained(port, "grafana", &viewer_pw, "flotilla/v1/nodes/#").is_empty());
 
     // Isolation: node-b's credentials cannot read node-a's desired state, not even with
     // node-a's client id, and what it publishes under node-a never reaches the hub.

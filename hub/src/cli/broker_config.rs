@@ -14,7 +14,7 @@ use flotilla_shared::wire::topics::Topics;
 use super::client::{Client, Connection};
 use crate::mqtt::mosquitto::{acl_file, conf, password_file, HashedUser};
 use crate::mqtt::users::{mosquitto_hash, new_password};
-use crate::nodes::credentials::{CREDENTIALS_TYPE, SYSTEM_NAMESPACE};
+use crate::nodes::credentials::{CREDENTIALS_TYPE, SYSTEM_NAMESPACE, VIEWER_TYPE};
 use crate::store::crypto::write_private;
 
 /// The password in `path`, created (mode 0600) if missing.
@@ -50,25 +50,29 @@ fn write_for_broker(path: &Path, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The nodes' Mosquitto users from the credentials the hub issued.
-async fn node_users(conn: &Connection) -> anyhow::Result<(Vec<HashedUser>, Vec<String>)> {
+/// The nodes' and viewers' Mosquitto users from the credentials the hub issued.
+async fn issued_users(conn: &Connection) -> anyhow::Result<(Vec<HashedUser>, Vec<HashedUser>, Vec<String>)> {
     let c = Client::connect(conn)?;
     let list = c.get(&format!("/api/v1/namespaces/{SYSTEM_NAMESPACE}/secrets")).await?;
     let b64 = |v: &Value| -> Option<String> {
         String::from_utf8(base64::engine::general_purpose::STANDARD.decode(v.as_str()?).ok()?).ok()
     };
-    let (mut users, mut stale) = (Vec::new(), Vec::new());
+    let (mut nodes, mut viewers, mut stale) = (Vec::new(), Vec::new(), Vec::new());
     for s in list["items"].as_array().into_iter().flatten() {
-        if s["type"] != CREDENTIALS_TYPE {
+        let (name, into) = if s["type"] == CREDENTIALS_TYPE {
+            (b64(&s["data"]["node"]), &mut nodes)
+        } else if s["type"] == VIEWER_TYPE {
+            (b64(&s["data"]["user"]), &mut viewers)
+        } else {
             continue;
-        }
-        let Some(node) = b64(&s["data"]["node"]) else { continue };
+        };
+        let Some(name) = name else { continue };
         match b64(&s["data"]["mosquittoHash"]) {
-            Some(hash) => users.push(HashedUser { name: node, hash }),
-            None => stale.push(node),
+            Some(hash) => into.push(HashedUser { name, hash }),
+            None => stale.push(name),
         }
     }
-    Ok((users, stale))
+    Ok((nodes, viewers, stale))
 }
 
 pub async fn mosquitto(
@@ -76,47 +80,37 @@ pub async fn mosquitto(
     out: &Path,
     listen: SocketAddr,
     topic_root: &str,
-    viewers: &[String],
 ) -> anyhow::Result<i32> {
     let topics = Topics::new(topic_root).map_err(anyhow::Error::msg)?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let hub_user = "flotilla-hub";
     let hub_pw = ensure_password(&out.join("hub.password"))?;
     let mut users = vec![HashedUser { name: hub_user.into(), hash: mosquitto_hash(&hub_pw) }];
-    let nodes = match node_users(conn).await {
-        Ok((nodes, stale)) => {
+    let (nodes, viewers) = match issued_users(conn).await {
+        Ok((nodes, viewers, stale)) => {
             for n in stale {
-                eprintln!("warning: node {n}'s credentials predate Mosquitto support; run `flotilla-hub node add {n}` again to rotate them (and give the agent the new file)");
+                eprintln!("warning: {n}'s credentials predate Mosquitto support; issue them again (`flotilla-hub node add {n}` or `viewer add {n}`)");
             }
-            nodes
+            (nodes, viewers)
         }
         Err(e) => {
-            eprintln!("warning: cannot list the nodes' credentials ({e:#}): only the hub's user was written; run this again once the hub runs");
-            Vec::new()
+            eprintln!("warning: cannot list the issued credentials ({e:#}): only the hub's user was written; run this again once the hub runs");
+            (Vec::new(), Vec::new())
         }
     };
-    for v in viewers {
-        if !flotilla_shared::names::is_dns1123_label(v) || v.starts_with("flotilla-hub") {
-            bail!("viewer name {v:?} must be a DNS-1123 label not starting with flotilla-hub");
-        }
-        if nodes.iter().any(|n| &n.name == v) {
-            bail!("viewer name {v:?} is a node's name");
-        }
-        let pw = ensure_password(&out.join(format!("{v}.password")))?;
-        users.push(HashedUser { name: v.clone(), hash: mosquitto_hash(&pw) });
-    }
-    let node_count = nodes.len();
+    let viewer_names: Vec<String> = viewers.iter().map(|v| v.name.clone()).collect();
+    let (node_count, viewer_count) = (nodes.len(), viewers.len());
     users.extend(nodes);
+    users.extend(viewers);
     write_for_broker(&out.join("passwd"), &password_file(&users))?;
-    write_for_broker(&out.join("acl"), &acl_file(&topics, hub_user, viewers))?;
+    write_for_broker(&out.join("acl"), &acl_file(&topics, hub_user, &viewer_names))?;
     let conf_path = out.join("mosquitto.conf");
     write_for_broker(&conf_path, &conf(out, listen))?;
     println!(
-        "wrote {dir}/passwd ({node_count} node(s), {} viewer(s) and the hub), {dir}/acl and {conf}\n\
+        "wrote {dir}/passwd ({node_count} node(s), {viewer_count} viewer(s) and the hub), {dir}/acl and {conf}\n\
          run:    mosquitto -c {conf}\n\
          hub:    flotilla-hub serve --broker mqtt://<this host>:{port} --broker-password-file {dir}/hub.password\n\
-         after `flotilla-hub node add`, run this again and reload Mosquitto (kill -HUP its pid)",
-        viewers.len(),
+         after `flotilla-hub node add` or `viewer add`, run this again and reload Mosquitto (kill -HUP its pid)",
         dir = out.display(),
         conf = conf_path.display(),
         port = listen.port(),

@@ -153,6 +153,10 @@ pub enum Command {
         #[arg(short = 'n', long)]
         namespace: Option<String>,
     },
+    /// Dashboard users of the broker: `viewer add NAME` issues (or rotates) credentials that
+    /// may read the JSON fleet topics and nothing else.
+    #[command(subcommand)]
+    Viewer(ViewerCommand),
     /// Join tokens for `flotilla-agent join`.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -178,6 +182,17 @@ pub enum Command {
     },
     /// Print a shell completion script.
     Completion { shell: clap_complete::Shell },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ViewerCommand {
+    /// Issue (or rotate) a dashboard user's broker credentials; prints them as JSON.
+    Add {
+        name: String,
+        /// Write them to this file (mode 0600) instead of standard output.
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -211,7 +226,7 @@ fn parse_ttl(s: &str) -> Result<u64, String> {
 #[derive(Debug, Subcommand)]
 pub enum BrokerConfigCommand {
     /// Mosquitto: `passwd`, `acl` and `mosquitto.conf` in a directory, plus the hub's broker
-    /// password (`hub.password`) and one per viewer. Run again after `node add`.
+    /// password (`hub.password`). Run again after `node add` or `viewer add`.
     Mosquitto {
         /// The directory to write to.
         #[arg(short = 'o', long = "out")]
@@ -222,10 +237,6 @@ pub enum BrokerConfigCommand {
         /// The topic root, as given to `serve --topic-root`.
         #[arg(long, default_value = flotilla_shared::wire::topics::DEFAULT_ROOT)]
         topic_root: String,
-        /// A dashboard user who may read the fleet topics (repeatable); its password goes to
-        /// NAME.password in the directory.
-        #[arg(long = "viewer")]
-        viewers: Vec<String>,
     },
 }
 
@@ -241,15 +252,25 @@ pub enum NodeCommand {
 }
 
 async fn node_add(conn: &client::Connection, name: &str, output: Option<PathBuf>) -> anyhow::Result<i32> {
+    issue_credentials(conn, "nodes", name, output).await
+}
+
+/// Issues node or viewer credentials and prints or writes them.
+async fn issue_credentials(
+    conn: &client::Connection,
+    what: &str,
+    name: &str,
+    output: Option<PathBuf>,
+) -> anyhow::Result<i32> {
     let c = Client::connect(conn)?;
     let written =
-        c.write(reqwest::Method::POST, &format!("/flotilla/v1/nodes/{name}/credentials"), None).await?;
+        c.write(reqwest::Method::POST, &format!("/flotilla/v1/{what}/{name}/credentials"), None).await?;
     let text = serde_json::to_string_pretty(&written.object)?;
     match output {
         Some(path) => {
             crate::store::crypto::write_private(&path, format!("{text}\n").as_bytes())
                 .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
-            eprintln!("node/{name} credentials written to {}", path.display());
+            eprintln!("{what}/{name} credentials written to {}", path.display());
         }
         None => println!("{text}"),
     }
@@ -353,6 +374,9 @@ async fn run_async(global: &Global, command: Command) -> anyhow::Result<i32> {
             apply::delete(&global.connection(), &args, &files, namespace).await
         }
         Command::Create(args) => apply::create(&global.connection(), args).await,
+        Command::Viewer(ViewerCommand::Add { name, output }) => {
+            issue_credentials(&global.connection(), "viewers", &name, output).await
+        }
         Command::Token(TokenCommand::Create { ttl }) => {
             let c = Client::connect(&global.connection())?;
             let body = serde_json::json!({ "ttlSeconds": ttl });
@@ -365,8 +389,8 @@ async fn run_async(global: &Global, command: Command) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
-        Command::BrokerConfig(BrokerConfigCommand::Mosquitto { out, listen, topic_root, viewers }) => {
-            broker_config::mosquitto(&global.connection(), &out, listen, &topic_root, &viewers).await
+        Command::BrokerConfig(BrokerConfigCommand::Mosquitto { out, listen, topic_root }) => {
+            broker_config::mosquitto(&global.connection(), &out, listen, &topic_root).await
         }
         Command::Logs { pod, container, follow, tail, namespace } => {
             let ns = namespace.unwrap_or_else(|| "default".into());

@@ -25,23 +25,38 @@ use crate::store::{ChangeOp, Store, WriteOp};
 
 pub const SYSTEM_NAMESPACE: &str = "flotilla-system";
 pub const CREDENTIALS_TYPE: &str = "flotilla.io/node-credentials";
+/// Dashboard users: read-only access to the fleet topics.
+pub const VIEWER_TYPE: &str = "flotilla.io/viewer-credentials";
+
+pub fn viewer_secret_name(user: &str) -> String {
+    format!("viewer-{user}-mqtt")
+}
 
 pub fn secret_name(node: &str) -> String {
     format!("node-{node}-mqtt")
 }
 
-/// (node, password hash) from a credentials Secret as stored (`data` is base64).
-fn parse(secret: &Value) -> Option<(String, String)> {
-    if secret.pointer("/type").and_then(Value::as_str) != Some(CREDENTIALS_TYPE)
-        || secret.pointer("/metadata/namespace").and_then(Value::as_str) != Some(SYSTEM_NAMESPACE)
-    {
+/// A field of a stored Secret (`data` is base64).
+pub fn secret_field(secret: &Value, k: &str) -> Option<String> {
+    let b = secret.pointer(&format!("/data/{k}"))?.as_str()?;
+    String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b).ok()?).ok()
+}
+
+/// (user, password hash, role) from a node or viewer credentials Secret as stored.
+fn parse(secret: &Value) -> Option<(String, String, Role)> {
+    if secret.pointer("/metadata/namespace").and_then(Value::as_str) != Some(SYSTEM_NAMESPACE) {
         return None;
     }
-    let field = |k: &str| -> Option<String> {
-        let b = secret.pointer(&format!("/data/{k}"))?.as_str()?;
-        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b).ok()?).ok()
-    };
-    Some((field("node")?, field("passwordHash")?))
+    match secret.pointer("/type").and_then(Value::as_str)? {
+        CREDENTIALS_TYPE => {
+            let node = secret_field(secret, "node")?;
+            Some((node.clone(), secret_field(secret, "passwordHash")?, Role::Node(node)))
+        }
+        VIEWER_TYPE => {
+            Some((secret_field(secret, "user")?, secret_field(secret, "passwordHash")?, Role::Viewer))
+        }
+        _ => None,
+    }
 }
 
 /// Loads every node's credentials into `users`, then follows changes.
@@ -50,9 +65,9 @@ pub async fn sync_users(store: Store, users: Users) {
     match store.list(Kind::Secret, Some(SYSTEM_NAMESPACE), &LabelSelector::default()).await {
         Ok((secrets, _)) => {
             for s in &secrets {
-                if let Some((node, hash)) = parse(s) {
-                    if let Err(e) = users.insert_hashed(&node, Role::Node(node.clone()), &hash) {
-                        tracing::warn!(node, error = e, "unreadable node credentials");
+                if let Some((user, hash, role)) = parse(s) {
+                    if let Err(e) = users.insert_hashed(&user, role, &hash) {
+                        tracing::warn!(user, error = e, "unreadable broker credentials");
                     }
                 }
             }
@@ -68,11 +83,11 @@ pub async fn sync_users(store: Store, users: Users) {
         if change.kind != Kind::Secret || change.namespace != SYSTEM_NAMESPACE {
             continue;
         }
-        if let Some((node, hash)) = parse(&change.object) {
+        if let Some((user, hash, role)) = parse(&change.object) {
             if change.op == ChangeOp::Deleted {
-                users.remove(&node);
-            } else if let Err(e) = users.insert_hashed(&node, Role::Node(node.clone()), &hash) {
-                tracing::warn!(node, error = e, "unreadable node credentials");
+                users.remove(&user);
+            } else if let Err(e) = users.insert_hashed(&user, role, &hash) {
+                tracing::warn!(user, error = e, "unreadable broker credentials");
             }
         }
     }
@@ -87,6 +102,11 @@ pub async fn issue(store: &Store, node: &str, broker: &str, topics: &Topics) -> 
     }
     if node.starts_with("flotilla-hub") {
         return Err(format!("node name {node:?}: names starting with flotilla-hub are the hub's own"));
+    }
+    if store.get(Kind::Secret, SYSTEM_NAMESPACE, &viewer_secret_name(node)).await.ok().flatten().is_some() {
+        return Err(format!(
+            "{node:?} is a viewer's name (broker user names are shared by nodes and viewers)"
+        ));
     }
     ensure_namespace(store).await?;
     let password = new_password();
@@ -114,6 +134,55 @@ pub async fn issue(store: &Store, node: &str, broker: &str, topics: &Topics) -> 
         topic_root: topics.root().to_string(),
         ca_pem: None,
     })
+}
+
+/// Creates (or rotates) a dashboard user's credentials: read-only access to the fleet topics.
+pub async fn issue_viewer(store: &Store, user: &str, broker: &str, topics: &Topics) -> Result<Value, String> {
+    if !flotilla_shared::names::is_dns1123_label(user) || user.starts_with("flotilla-hub") {
+        return Err(format!("viewer name {user:?} must be a DNS-1123 label not starting with flotilla-hub"));
+    }
+    if store.get(Kind::Secret, SYSTEM_NAMESPACE, &secret_name(user)).await.ok().flatten().is_some() {
+        return Err(format!("{user:?} is a node's name (broker user names are shared by nodes and viewers)"));
+    }
+    ensure_namespace(store).await?;
+    let password = new_password();
+    let secret = json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"namespace": SYSTEM_NAMESPACE, "name": viewer_secret_name(user)},
+        "type": VIEWER_TYPE,
+        "stringData": {
+            "user": user,
+            "passwordHash": hash_password(&password),
+            "mosquittoHash": mosquitto_hash(&password),
+        },
+    });
+    store
+        .write(WriteOp::Put { kind: Kind::Secret, object: secret, mode: Mode::Apply }, false)
+        .await
+        .map_err(|e| format!("storing the credentials: {e}"))?;
+    Ok(json!({
+        "broker": broker,
+        "username": user,
+        "password": password,
+        "topics": topics.fleet_filter(),
+    }))
+}
+
+/// `POST /flotilla/v1/viewers/{name}/credentials`.
+pub async fn viewer_handler(
+    State(st): State<Arc<CredentialsState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if !crate::api::authorized(&st.api, &headers) {
+        return (StatusCode::UNAUTHORIZED, Json(json!({"message": "a valid bearer token is required"})))
+            .into_response();
+    }
+    match issue_viewer(&st.api.store, &name, &st.broker, &st.topics).await {
+        Ok(v) => (StatusCode::CREATED, Json(v)).into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, Json(json!({"message": e}))).into_response(),
+    }
 }
 
 /// Creates the hub's own namespace if missing.
@@ -163,7 +232,13 @@ mod tests {
             json!({"metadata": {"namespace": ns, "name": "node-pi-1-mqtt"}, "type": ty,
                    "data": {"node": b64("pi-1"), "passwordHash": b64("s.h")}})
         };
-        assert_eq!(parse(&secret(SYSTEM_NAMESPACE, CREDENTIALS_TYPE)), Some(("pi-1".into(), "s.h".into())));
+        assert_eq!(
+            parse(&secret(SYSTEM_NAMESPACE, CREDENTIALS_TYPE)),
+            Some(("pi-1".into(), "s.h".into(), Role::Node("pi-1".into())))
+        );
+        let viewer = json!({"metadata": {"namespace": SYSTEM_NAMESPACE}, "type": VIEWER_TYPE,
+                            "data": {"user": b64("grafana"), "passwordHash": b64("s.h")}});
+        assert_eq!(parse(&viewer), Some(("grafana".into(), "s.h".into(), Role::Viewer)));
         assert_eq!(parse(&secret("default", CREDENTIALS_TYPE)), None, "any user can write in default");
         assert_eq!(parse(&secret(SYSTEM_NAMESPACE, "Opaque")), None);
     }

@@ -6,6 +6,7 @@
 //! feed and the broker link.
 
 pub mod credentials;
+pub mod fleet;
 pub mod ingest;
 pub mod join;
 pub mod logs;
@@ -65,15 +66,16 @@ pub struct NodeLink {
 pub fn start(store: Store, opts: NodeLinkOptions) -> anyhow::Result<NodeLink> {
     let (tx, rx) = mpsc::channel(4096);
     let link = Link::spawn(opts.link.clone(), tx)?;
-    let republish = Arc::new(Notify::new());
+    let (republish, republish_fleet) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
     let memory = Arc::new(Mutex::new(NodeMemory::default()));
     let router = logs::LogRouter::default();
     tokio::spawn(pusher_task(store.clone(), link.clone(), opts.topics.clone(), republish.clone()));
+    tokio::spawn(fleet::task(store.clone(), link.clone(), opts.topics.clone(), republish_fleet.clone()));
     tokio::spawn(ingest_task(
         store.clone(),
         rx,
         opts.topics.clone(),
-        republish,
+        vec![republish, republish_fleet],
         memory.clone(),
         router.clone(),
     ));
@@ -151,7 +153,7 @@ async fn ingest_task(
     store: Store,
     mut rx: mpsc::Receiver<LinkEvent>,
     topics: Topics,
-    republish: Arc<Notify>,
+    republish: Vec<Arc<Notify>>,
     memory: Arc<Mutex<NodeMemory>>,
     logs: logs::LogRouter,
 ) {
@@ -159,8 +161,10 @@ async fn ingest_task(
         let (topic, payload) = match event {
             LinkEvent::Connected { session_present } => {
                 if !session_present {
-                    // The broker may have restarted and lost every retained snapshot.
-                    republish.notify_one();
+                    // The broker may have restarted and lost every retained message.
+                    for r in &republish {
+                        r.notify_one();
+                    }
                 }
                 continue;
             }

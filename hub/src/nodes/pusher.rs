@@ -12,8 +12,12 @@ use flotilla_shared::api::{ConfigMap, ObjectMeta, PodSpec, Secret};
 use flotilla_shared::wire::{ConfigData, DesiredPod, DesiredSnapshot};
 
 /// Secret types the hub keeps for itself (node credentials, join tokens): never sent to nodes.
-pub const INTERNAL_SECRET_TYPES: &[&str] =
-    &["flotilla.io/node-credentials", "flotilla.io/join-token", "bootstrap.kubernetes.io/token"];
+pub const INTERNAL_SECRET_TYPES: &[&str] = &[
+    "flotilla.io/node-credentials",
+    "flotilla.io/viewer-credentials",
+    "flotilla.io/join-token",
+    "bootstrap.kubernetes.io/token",
+];
 
 /// The objects a snapshot is computed from, as stored (JSON).
 #[derive(Debug, Default)]

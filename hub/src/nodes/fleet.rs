@@ -1,0 +1,262 @@
+//! The JSON fleet topics for dashboards (Grafana, Node-RED, Home Assistant): a retained summary
+//! per node (`fleet/nodes/{node}`) and per pod (`fleet/pods/{ns}/{name}`), cleared (empty
+//! retained message) when the object goes (an object deleted while the hub was down keeps its
+//! last summary until the topic is reused), and `fleet/events` for transitions (a node turning
+//! Ready or NotReady, a pod changing phase), which are also recorded as events for `describe`.
+//! Summaries are pure functions of the stored objects; the task publishes only what changed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::sync::Notify;
+
+use flotilla_link::Link;
+use flotilla_shared::api::Kind;
+use flotilla_shared::selector::LabelSelector;
+use flotilla_shared::wire::topics::Topics;
+
+use crate::store::{EventRecord, Store, WriteOp};
+
+fn s<'a>(v: &'a Value, ptr: &str) -> &'a str {
+    v.pointer(ptr).and_then(Value::as_str).unwrap_or_default()
+}
+
+fn condition<'a>(v: &'a Value, kind: &str) -> Option<&'a Value> {
+    v.pointer("/status/conditions")?.as_array()?.iter().find(|c| c["type"] == kind)
+}
+
+/// A node's summary: readiness, what it is, and how many pods it should run.
+pub fn node_summary(node: &Value, pods: usize) -> Value {
+    let ready = condition(node, "Ready");
+    let info = node.pointer("/status/nodeInfo").cloned().unwrap_or(Value::Null);
+    json!({
+        "name": s(node, "/metadata/name"),
+        "ready": ready.is_some_and(|c| c["status"] == "True"),
+        "reason": ready.map(|c| c["reason"].clone()).unwrap_or(Value::Null),
+        "since": ready.map(|c| c["lastTransitionTime"].clone()).unwrap_or(Value::Null),
+        "lastHeartbeat": ready.map(|c| c["lastHeartbeatTime"].clone()).unwrap_or(Value::Null),
+        "unschedulable": node.pointer("/spec/unschedulable").and_then(Value::as_bool).unwrap_or(false),
+        "arch": info["architecture"],
+        "os": info["operatingSystem"],
+        "osImage": info["osImage"],
+        "kernel": info["kernelVersion"],
+        "agentVersion": info["agentVersion"],
+        "addresses": node.pointer("/status/addresses").cloned().unwrap_or(json!([])),
+        "capacity": node.pointer("/status/capacity").cloned().unwrap_or(json!({})),
+        "pods": pods,
+        "labels": node.pointer("/metadata/labels").cloned().unwrap_or(json!({})),
+    })
+}
+
+/// A pod's summary: where it runs, its phase, readiness and containers.
+pub fn pod_summary(pod: &Value) -> Value {
+    let containers: Vec<Value> = pod
+        .pointer("/status/containerStatuses")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            let state = c.get("state").and_then(Value::as_object);
+            let (st, reason) = match state.and_then(|m| m.iter().next()) {
+                Some((k, v)) => (k.clone(), v.get("reason").cloned().unwrap_or(Value::Null)),
+                None => ("waiting".to_string(), Value::Null),
+            };
+            json!({"name": c["name"], "state": st, "reason": reason, "ready": c["ready"],
+                   "restartCount": c["restartCount"], "image": c["image"]})
+        })
+        .collect();
+    let restarts: i64 = containers.iter().filter_map(|c| c["restartCount"].as_i64()).sum();
+    json!({
+        "namespace": s(pod, "/metadata/namespace"),
+        "name": s(pod, "/metadata/name"),
+        "node": pod.pointer("/spec/nodeName").cloned().unwrap_or(Value::Null),
+        "phase": pod.pointer("/status/phase").cloned().unwrap_or_else(|| json!("Pending")),
+        "ready": condition(pod, "Ready").is_some_and(|c| c["status"] == "True"),
+        "restarts": restarts,
+        "podIP": pod.pointer("/status/podIP").cloned().unwrap_or(Value::Null),
+        "startTime": pod.pointer("/status/startTime").cloned().unwrap_or(Value::Null),
+        "containers": containers,
+        "labels": pod.pointer("/metadata/labels").cloned().unwrap_or(json!({})),
+    })
+}
+
+/// The transition between two summaries worth an event: (warning, reason, message).
+pub fn transition(kind: Kind, before: Option<&Value>, after: &Value) -> Option<(bool, String, String)> {
+    match kind {
+        Kind::Node => {
+            let (was, is) = (before.map(|b| b["ready"] == true), after["ready"] == true);
+            if was == Some(is) || (was.is_none() && !is) {
+                return None;
+            }
+            let name = after["name"].as_str().unwrap_or_default();
+            Some(if is {
+                (false, "NodeReady".into(), format!("Node {name} status is now: NodeReady"))
+            } else {
+                (true, "NodeNotReady".into(), format!("Node {name} status is now: NodeNotReady"))
+            })
+        }
+        Kind::Pod => {
+            let is = after["phase"].as_str().unwrap_or_default();
+            if before.is_some_and(|b| b["phase"] == after["phase"]) {
+                return None;
+            }
+            let warning = is == "Failed";
+            Some((warning, format!("Pod{is}"), format!("pod phase is now {is}")))
+        }
+        _ => None,
+    }
+}
+
+fn now() -> String {
+    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+/// Publishes the fleet topics from the store; everything again when `republish` fires (the
+/// broker lost its retained messages).
+pub async fn task(store: Store, link: Link, topics: Topics, republish: Arc<Notify>) {
+    let mut feed = store.subscribe();
+    let mut published: HashMap<String, Value> = HashMap::new();
+    let mut first = true;
+    loop {
+        if !first {
+            tokio::select! {
+                r = feed.recv() => match r {
+                    Ok(c) if !matches!(c.kind, Kind::Pod | Kind::Node) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    _ => {}
+                },
+                // Publish everything again, but remember what is retained, so that objects
+                // deleted meanwhile are still cleared.
+                _ = republish.notified() => published.values_mut().for_each(|v| *v = Value::Null),
+            }
+            // Coalesce bursts; deletions are found by comparing with what was published.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            while feed.try_recv().is_ok() {}
+        }
+        first = false;
+        let list = |k| {
+            let store = store.clone();
+            async move { store.list(k, None, &LabelSelector::default()).await.map(|(v, _)| v).unwrap_or_default() }
+        };
+        let (nodes, pods) = (list(Kind::Node).await, list(Kind::Pod).await);
+        let mut per_node: HashMap<&str, usize> = HashMap::new();
+        for p in &pods {
+            *per_node.entry(s(p, "/spec/nodeName")).or_default() += 1;
+        }
+        let mut current: std::collections::HashSet<String> = std::collections::HashSet::new();
+        let summaries = nodes
+            .iter()
+            .map(|n| {
+                (
+                    Kind::Node,
+                    n,
+                    topics.fleet_node(s(n, "/metadata/name")),
+                    node_summary(n, *per_node.get(s(n, "/metadata/name")).unwrap_or(&0)),
+                )
+            })
+            .chain(pods.iter().map(|p| {
+                (
+                    Kind::Pod,
+                    p,
+                    topics.fleet_pod(s(p, "/metadata/namespace"), s(p, "/metadata/name")),
+                    pod_summary(p),
+                )
+            }));
+        for (kind, obj, topic, summary) in summaries {
+            current.insert(topic.clone());
+            let before = published.get(&topic);
+            if before == Some(&summary) {
+                continue;
+            }
+            // After a republish the old summary is unknown (Null): no transition to report.
+            let known = before.filter(|b| !b.is_null());
+            if let Some((warning, reason, message)) =
+                transition(kind, known, &summary).filter(|_| before.is_none() || known.is_some())
+            {
+                let t = now();
+                let (ns, name) =
+                    (s(obj, "/metadata/namespace").to_string(), s(obj, "/metadata/name").to_string());
+                let event = json!({"time": t, "kind": kind.info().kind, "namespace": ns, "name": name,
+                                   "type": if warning { "Warning" } else { "Normal" }, "reason": reason, "message": message});
+                let _ = link.publish(topics.fleet_events(), event.to_string().into_bytes(), false).await;
+                if kind == Kind::Node && known.is_some() {
+                    let record = EventRecord {
+                        namespace: ns,
+                        kind: kind.info().kind.to_string(),
+                        name,
+                        uid: s(obj, "/metadata/uid").to_string(),
+                        type_: if warning { "Warning" } else { "Normal" }.into(),
+                        reason,
+                        message,
+                        source: "node-controller".into(),
+                        count: 1,
+                        first_time: t.clone(),
+                        last_time: t,
+                    };
+                    let _ = store.write(WriteOp::Event(record), false).await;
+                }
+            }
+            match link.publish(topic.clone(), summary.to_string().into_bytes(), true).await {
+                Ok(()) => {
+                    published.insert(topic, summary);
+                }
+                Err(e) => tracing::debug!(topic, error = %e, "fleet topic not published"),
+            }
+        }
+        // Objects that are gone: an empty retained message clears their topic.
+        let gone: Vec<String> = published.keys().filter(|t| !current.contains(*t)).cloned().collect();
+        for topic in gone {
+            if link.publish(topic.clone(), Vec::new(), true).await.is_ok() {
+                published.remove(&topic);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summaries_carry_what_dashboards_show() {
+        let node = json!({"metadata": {"name": "pi-1", "labels": {"kubernetes.io/arch": "arm64"}},
+            "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "AgentReady",
+                                        "lastTransitionTime": "t0", "lastHeartbeatTime": "t1"}],
+                       "nodeInfo": {"architecture": "arm64", "operatingSystem": "linux", "agentVersion": "0.1.0"}}});
+        let n = node_summary(&node, 3);
+        assert_eq!(
+            (n["name"].as_str(), n["ready"].as_bool(), n["pods"].as_u64()),
+            (Some("pi-1"), Some(true), Some(3))
+        );
+        assert_eq!(n["arch"], "arm64");
+        let pod = json!({"metadata": {"namespace": "default", "name": "web"}, "spec": {"nodeName": "pi-1"},
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}],
+                       "containerStatuses": [{"name": "main", "ready": true, "restartCount": 2,
+                                              "state": {"running": {"startedAt": "t"}}}]}});
+        let p = pod_summary(&pod);
+        assert_eq!(
+            (p["node"].as_str(), p["phase"].as_str(), p["restarts"].as_i64()),
+            (Some("pi-1"), Some("Running"), Some(2))
+        );
+        assert_eq!(p["containers"][0]["state"], "running");
+    }
+
+    #[test]
+    fn only_transitions_make_events() {
+        let ready = json!({"name": "pi-1", "ready": true});
+        let not = json!({"name": "pi-1", "ready": false});
+        assert_eq!(transition(Kind::Node, None, &not), None, "a new node that is not ready yet");
+        assert_eq!(transition(Kind::Node, None, &ready).unwrap().1, "NodeReady");
+        assert_eq!(transition(Kind::Node, Some(&ready), &ready), None);
+        let t = transition(Kind::Node, Some(&ready), &not).unwrap();
+        assert!(t.0 && t.1 == "NodeNotReady");
+        let running = json!({"phase": "Running"});
+        assert_eq!(transition(Kind::Pod, Some(&running), &running), None);
+        assert_eq!(
+            transition(Kind::Pod, Some(&json!({"phase": "Pending"})), &running).unwrap().1,
+            "PodRunning"
+        );
+    }
+}
