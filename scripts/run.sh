@@ -51,6 +51,9 @@ run get deployments
 run get configmaps
 run describe deployment hello
 run status
+# The example's pod template mounts a ConfigMap, which the agent serves once pod volumes land;
+# until then it stays a stored example.
+run delete -f examples/hello.yaml
 
 echo
 echo "==> a device: the agent, joined to the hub over MQTT (the hub's embedded broker)"
@@ -68,13 +71,17 @@ done
 run get nodes
 
 echo
-echo "==> a pod applied to the hub runs on the device as a real container"
-run apply -f examples/node/hello-pod.yaml
+echo "==> a pod and a Deployment applied to the hub run on the device as real containers"
+run apply -f examples/node/hello-pod.yaml -f examples/node/ticker-deployment.yaml
 for _ in $(seq 150); do
-  "$bin/flotilla-hub" get pod hello 2>/dev/null | grep -q Running && break
+  [ "$("$bin/flotilla-hub" get pods 2>/dev/null | grep -c Running)" = 3 ] && break
   sleep 0.2
 done
 run get pods -o wide
+run get deployments
+ticker=$("$bin/flotilla-hub" get pods -o json | grep -o '"name": *"ticker-[^"]*"' | head -1 | sed 's/.*"\(ticker-[^"]*\)"/\1/')
+sleep 3
+run logs "$ticker" --tail 3
 echo; echo "\$ curl http://127.0.0.1:18080/"
 curl -fsS --retry 10 --retry-connrefused --retry-delay 1 http://127.0.0.1:18080/
 agent ps
@@ -82,12 +89,13 @@ agent logs hello
 run describe pod hello
 
 echo
-echo "==> deleting the pod on the hub stops the container on the device"
+echo "==> deleting on the hub stops the containers on the device"
 run delete pod hello
+run delete deployment ticker
 # httpd is PID 1 in its namespace and ignores SIGTERM, so the agent SIGKILLs it after the pod's
 # 5 s grace period, as the kubelet would.
 for _ in $(seq 100); do
-  "$bin/flotilla-agent" --state-dir "$state" ps 2>/dev/null | grep -q hello || break
+  "$bin/flotilla-agent" --state-dir "$state" ps 2>/dev/null | grep -qE "hello|ticker" || break
   sleep 0.2
 done
 agent ps

@@ -26,18 +26,17 @@ pub struct Hub {
 
 impl Hub {
     pub fn start(dir: &Path) -> anyhow::Result<Hub> {
+        Self::start_with(dir, &["--mqtt-listen", "127.0.0.1:0"])
+    }
+
+    /// With extra `serve` arguments; its log goes to `<dir>.log`.
+    pub fn start_with(dir: &Path, extra: &[&str]) -> anyhow::Result<Hub> {
+        let log = std::fs::File::create(dir.with_extension("log"))?;
         let child = Command::new(release_bin("flotilla-hub")?)
-            .args([
-                "--data-dir",
-                &dir.to_string_lossy(),
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--mqtt-listen",
-                "127.0.0.1:0",
-            ])
+            .args(["--data-dir", &dir.to_string_lossy(), "serve", "--listen", "127.0.0.1:0"])
+            .args(extra)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()?;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -67,6 +66,30 @@ pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
     }
     let i = ((sorted.len() - 1) as f64 * q).round() as usize;
     sorted[i.min(sorted.len() - 1)]
+}
+
+/// VmRSS and Pss of a process, in KiB.
+pub fn rss_pss(pid: i32) -> anyhow::Result<(u64, u64)> {
+    let field = |text: &str, key: &str| -> Option<u64> {
+        text.lines().find_map(|l| l.strip_prefix(key))?.split_whitespace().next()?.parse().ok()
+    };
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))?;
+    Ok((
+        field(&status, "VmRSS:").ok_or_else(|| anyhow::anyhow!("no VmRSS"))?,
+        field(&rollup, "Pss:").ok_or_else(|| anyhow::anyhow!("no Pss in smaps_rollup"))?,
+    ))
+}
+
+/// User + system CPU time a process has used so far.
+pub fn cpu_time(pid: i32) -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or_default();
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100) as u64;
+    Ok(Duration::from_millis(ticks * 1000 / hz.max(1)))
 }
 
 pub fn ms(d: Duration) -> String {

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{bail, ensure, Context};
 use flotilla_agent::runtime::shim::{start_ticks, Exited, Launch, RootfsSource, EXITED_FILE};
 use flotilla_agent::runtime::spec::{self, ImageFacts, Namespaces, SpecInput};
-use flotilla_bench::{quantile, release_bin};
+use flotilla_bench::{quantile, release_bin, rss_pss};
 use flotilla_shared::api::{Object, Pod};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -373,19 +373,6 @@ fn cycle_bench(agent: &Path, dir: &Path, iterations: usize) -> anyhow::Result<Ve
 
 // ---------------------------------------------------------------------------------------------
 // 2 and 3. The agent with static pods.
-
-/// VmRSS and Pss of a process, in KiB.
-fn rss_pss(pid: i32) -> anyhow::Result<(u64, u64)> {
-    let field = |text: &str, key: &str| -> Option<u64> {
-        text.lines().find_map(|l| l.strip_prefix(key))?.split_whitespace().next()?.parse().ok()
-    };
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))?;
-    Ok((
-        field(&status, "VmRSS:").context("no VmRSS")?,
-        field(&rollup, "Pss:").context("no Pss in smaps_rollup")?,
-    ))
-}
 
 fn pod_yaml(name: &str, script: &str) -> String {
     format!(

@@ -9,13 +9,23 @@ use flotilla_shared::wire::{NodeInfo, PodReport};
 
 /// The pod object with `report`'s status, if `report` is about this very pod (same uid),
 /// `node` is where it is bound, and the status differs from the stored one.
-pub fn pod_with_status(pod: &Value, node: &str, report: &PodReport) -> Option<Value> {
+/// `host_ip` is the node's first address: the pod's `hostIP`, and its `podIP` too when it uses
+/// the host's network (as Kubernetes reports them).
+pub fn pod_with_status(pod: &Value, node: &str, report: &PodReport, host_ip: Option<&str>) -> Option<Value> {
     let uid = pod.pointer("/metadata/uid").and_then(Value::as_str)?;
     let bound = pod.pointer("/spec/nodeName").and_then(Value::as_str)?;
     if uid != report.uid || bound != node {
         return None;
     }
-    let status = serde_json::to_value(&report.status).ok()?;
+    let mut status = serde_json::to_value(&report.status).ok()?;
+    if let (Some(ip), Some(obj)) = (host_ip, status.as_object_mut()) {
+        obj.entry("hostIP").or_insert_with(|| ip.into());
+        let host_network = pod.pointer("/spec/hostNetwork").and_then(Value::as_bool) == Some(true);
+        if host_network && obj.get("podIP").is_none_or(Value::is_null) {
+            obj.insert("podIP".into(), ip.into());
+            obj.insert("podIPs".into(), serde_json::json!([{"ip": ip}]));
+        }
+    }
     if pod.get("status") == Some(&status) {
         return None;
     }
@@ -131,17 +141,35 @@ mod tests {
     #[test]
     fn only_the_bound_pod_with_the_same_uid_takes_a_new_status() {
         let pod = json!({"metadata": {"name": "web", "uid": "u1"}, "spec": {"nodeName": "pi-1"}, "status": {"phase": "Pending"}});
-        let next = pod_with_status(&pod, "pi-1", &report("u1", "Running")).unwrap();
+        let next = pod_with_status(&pod, "pi-1", &report("u1", "Running"), None).unwrap();
         assert_eq!(next["status"]["phase"], "Running");
-        assert_eq!(pod_with_status(&next, "pi-1", &report("u1", "Running")), None, "unchanged: no write");
-        assert_eq!(pod_with_status(&pod, "pi-2", &report("u1", "Running")), None, "another node's claim");
         assert_eq!(
-            pod_with_status(&pod, "pi-1", &report("u0", "Running")),
+            pod_with_status(&next, "pi-1", &report("u1", "Running"), None),
+            None,
+            "unchanged: no write"
+        );
+        assert_eq!(
+            pod_with_status(&pod, "pi-2", &report("u1", "Running"), None),
+            None,
+            "another node's claim"
+        );
+        assert_eq!(
+            pod_with_status(&pod, "pi-1", &report("u0", "Running"), None),
             None,
             "an older pod of the same name"
         );
+        // The node's address: hostIP always, podIP too on the host's network.
+        let with_ip = pod_with_status(&pod, "pi-1", &report("u1", "Running"), Some("10.0.0.5")).unwrap();
+        assert_eq!(
+            (with_ip["status"]["hostIP"].as_str(), with_ip["status"].get("podIP")),
+            (Some("10.0.0.5"), None)
+        );
+        let mut host = pod.clone();
+        host["spec"]["hostNetwork"] = true.into();
+        let with_ip = pod_with_status(&host, "pi-1", &report("u1", "Running"), Some("10.0.0.5")).unwrap();
+        assert_eq!(with_ip["status"]["podIP"], "10.0.0.5");
         let unbound = json!({"metadata": {"name": "web", "uid": "u1"}, "spec": {}});
-        assert_eq!(pod_with_status(&unbound, "pi-1", &report("u1", "Running")), None);
+        assert_eq!(pod_with_status(&unbound, "pi-1", &report("u1", "Running"), None), None);
     }
 
     #[test]

@@ -258,7 +258,8 @@ async fn take_status(store: &Store, memory: &Mutex<NodeMemory>, r: StatusReport)
     let mut writes = Vec::new();
     for p in &r.pods {
         let Ok(Some(pod)) = store.get(Kind::Pod, &p.namespace, &p.name).await else { continue };
-        if let Some(next) = ingest::pod_with_status(&pod, &r.node, p) {
+        let host_ip = r.info.addresses.first().map(String::as_str);
+        if let Some(next) = ingest::pod_with_status(&pod, &r.node, p, host_ip) {
             let store = store.clone();
             writes.push(tokio::spawn(async move { write(&store, Kind::Pod, next, Mode::Status).await }));
         }
