@@ -23,18 +23,16 @@ const MAX_SNAPSHOT: usize = wire::DEFAULT_MAX_PAYLOAD;
 /// A heartbeat this often between status reports.
 pub const HEARTBEAT: Duration = Duration::from_secs(10);
 
-/// Messages from the agent's loop to the link.
-#[derive(Debug)]
-pub enum Outbound {
-    Status(Box<StatusReport>),
-}
+/// The latest status report, waiting for the link: a newer one replaces it (each is complete),
+/// so none that matters is dropped however busy the link is.
+type Pending = Option<Box<StatusReport>>;
 
 /// The loop's handle on the link.
 #[derive(Debug, Clone)]
 pub struct HubLink {
     pub node: String,
     snapshot: Arc<Mutex<Option<DesiredSnapshot>>>,
-    out: mpsc::Sender<Outbound>,
+    out: Arc<tokio::sync::watch::Sender<Pending>>,
     seq_file: PathBuf,
 }
 
@@ -55,11 +53,9 @@ impl HubLink {
         next
     }
 
-    /// Queues a status report; dropped (the next one is complete anyway) if the link lags.
+    /// Hands a status report to the link (replacing one it has not sent yet).
     pub fn send_status(&self, report: StatusReport) {
-        if self.out.try_send(Outbound::Status(Box::new(report))).is_err() {
-            tracing::debug!("status report dropped: the link is busy");
-        }
+        self.out.send_replace(Some(Box::new(report)));
     }
 }
 
@@ -94,7 +90,7 @@ pub fn start(
         );
     }
     let snapshot = Arc::new(Mutex::new(persisted));
-    let (out_tx, out_rx) = mpsc::channel(16);
+    let (out_tx, out_rx) = tokio::sync::watch::channel::<Pending>(None);
     // A process lifetime's session id, so the hub can tell a late will of an earlier process.
     let session = now_ms();
     let boot_id =
@@ -119,7 +115,8 @@ pub fn start(
         will: Some((topics.presence(&cfg.node), wire::encode(&presence(false)))),
         max_packet: (MAX_SNAPSHOT + 64 * 1024) as u32,
     };
-    let handle = HubLink { node: cfg.node.clone(), snapshot: snapshot.clone(), out: out_tx, seq_file };
+    let handle =
+        HubLink { node: cfg.node.clone(), snapshot: snapshot.clone(), out: Arc::new(out_tx), seq_file };
     let online = wire::encode(&presence(true));
     std::thread::Builder::new().name("hub-link".into()).spawn(move || {
         let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -143,7 +140,7 @@ async fn run(
     snapshot: Arc<Mutex<Option<DesiredSnapshot>>>,
     desired_file: PathBuf,
     online: Vec<u8>,
-    mut out_rx: mpsc::Receiver<Outbound>,
+    mut out_rx: tokio::sync::watch::Receiver<Pending>,
     wake: std::sync::mpsc::Sender<()>,
     mut logs: LogServer,
 ) {
@@ -177,8 +174,12 @@ async fn run(
                     LinkEvent::Disconnected { .. } => {}
                 }
             }
-            out = out_rx.recv() => {
-                let Some(Outbound::Status(report)) = out else { return };
+            changed = out_rx.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let Some(report) = out_rx.borrow_and_update().clone() else { continue };
+                // Not queued (the link is down): the next connect sends the last report again.
                 if let Err(e) = link.publish(topics.status(&node), wire::encode(report.as_ref()), false).await {
                     tracing::debug!(error = %e, "status report not queued");
                 }

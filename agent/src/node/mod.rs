@@ -533,7 +533,9 @@ impl Reporter {
             })
             .collect();
         let unchanged = self.last.as_ref().is_some_and(|(g, p)| *g == generation && *p == pods);
-        if unchanged && self.sent_at.elapsed() < Duration::from_secs(60) {
+        // Unchanged: heartbeats (every 10 s) say the node lives; a full report only every 5
+        // minutes, like the kubelet's nodeStatusReportFrequency.
+        if unchanged && self.sent_at.elapsed() < Duration::from_secs(300) {
             return;
         }
         let report = flotilla_shared::wire::StatusReport {

@@ -169,6 +169,9 @@ async fn main() -> anyhow::Result<()> {
         .arg(&config)
         .arg("--run-dir")
         .arg(&run)
+        // No image GC: a build machine's disk is often fuller than the 85 % threshold, and the
+        // idle phase leaves the image unused for longer than GC's minimum age.
+        .args(["--image-gc-high-threshold", "100", "--image-gc-low-threshold", "100"])
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()?;
