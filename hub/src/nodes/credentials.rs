@@ -93,6 +93,29 @@ pub async fn sync_users(store: Store, users: Users) {
     }
 }
 
+/// Stores a fresh password's hashes (ours and Mosquitto's) in the Secret `name` of type `type_`,
+/// with `fields` (who the user is); returns the password.
+async fn store_password(store: &Store, name: String, type_: &str, fields: Value) -> Result<String, String> {
+    ensure_namespace(store).await?;
+    let password = new_password();
+    let mut data = fields;
+    data["passwordHash"] = hash_password(&password).into();
+    // The Mosquitto form serves `flotilla-hub broker-config mosquitto` (external broker).
+    data["mosquittoHash"] = mosquitto_hash(&password).into();
+    let secret = json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"namespace": SYSTEM_NAMESPACE, "name": name},
+        "type": type_,
+        "stringData": data,
+    });
+    store
+        .write(WriteOp::Put { kind: Kind::Secret, object: secret, mode: Mode::Apply }, false)
+        .await
+        .map_err(|e| format!("storing the credentials: {e}"))?;
+    Ok(password)
+}
+
 /// Creates (or rotates) a node's credentials; returns the configuration for its agent.
 pub async fn issue(store: &Store, node: &str, broker: &str, topics: &Topics) -> Result<AgentConfig, String> {
     if !flotilla_shared::names::is_dns1123_label(node) {
@@ -108,24 +131,7 @@ pub async fn issue(store: &Store, node: &str, broker: &str, topics: &Topics) -> 
             "{node:?} is a viewer's name (broker user names are shared by nodes and viewers)"
         ));
     }
-    ensure_namespace(store).await?;
-    let password = new_password();
-    let secret = json!({
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"namespace": SYSTEM_NAMESPACE, "name": secret_name(node)},
-        "type": CREDENTIALS_TYPE,
-        // The Mosquitto form serves `flotilla-hub broker-config mosquitto` (external broker).
-        "stringData": {
-            "node": node,
-            "passwordHash": hash_password(&password),
-            "mosquittoHash": mosquitto_hash(&password),
-        },
-    });
-    store
-        .write(WriteOp::Put { kind: Kind::Secret, object: secret, mode: Mode::Apply }, false)
-        .await
-        .map_err(|e| format!("storing the credentials: {e}"))?;
+    let password = store_password(store, secret_name(node), CREDENTIALS_TYPE, json!({"node": node})).await?;
     Ok(AgentConfig {
         node: node.to_string(),
         broker: broker.to_string(),
@@ -144,23 +150,8 @@ pub async fn issue_viewer(store: &Store, user: &str, broker: &str, topics: &Topi
     if store.get(Kind::Secret, SYSTEM_NAMESPACE, &secret_name(user)).await.ok().flatten().is_some() {
         return Err(format!("{user:?} is a node's name (broker user names are shared by nodes and viewers)"));
     }
-    ensure_namespace(store).await?;
-    let password = new_password();
-    let secret = json!({
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"namespace": SYSTEM_NAMESPACE, "name": viewer_secret_name(user)},
-        "type": VIEWER_TYPE,
-        "stringData": {
-            "user": user,
-            "passwordHash": hash_password(&password),
-            "mosquittoHash": mosquitto_hash(&password),
-        },
-    });
-    store
-        .write(WriteOp::Put { kind: Kind::Secret, object: secret, mode: Mode::Apply }, false)
-        .await
-        .map_err(|e| format!("storing the credentials: {e}"))?;
+    let password =
+        store_password(store, viewer_secret_name(user), VIEWER_TYPE, json!({"user": user})).await?;
     Ok(json!({
         "broker": broker,
         "username": user,
