@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Runs Flotilla's whole test suite: formatting, lints, unit and property tests, golden vectors,
-# end-to-end tests against the real binaries, and a bounded fuzzing run of every fuzz target.
-# Installs what it needs (Debian packages, cargo-fuzz) by itself. Run as root on Debian 12.
+# end-to-end tests against the real binaries, a bounded fuzzing run of every fuzz target, and
+# the static (musl) agent builds for x86_64, aarch64 and armv7 (cross/build.sh, docs/cross.md).
+# Installs what it needs (Debian packages, cargo-fuzz, zig) by itself. Run as root on Debian 12.
 #
 #   bash scripts/test.sh            # everything
 #   FUZZ_SECONDS=0 bash scripts/test.sh   # skip fuzzing (quick local runs)
+#   CROSS=0 bash scripts/test.sh    # skip the static cross builds (quick local runs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 FUZZ_SECONDS=${FUZZ_SECONDS:-30}
+CROSS=${CROSS:-1}
 
 step() { printf '\n==> %s\n' "$*"; }
 
@@ -59,3 +62,11 @@ fi
 
 step "cargo test"
 cargo test --workspace --locked
+
+# Last: the longest single step, and the rest of the suite reports first. Cheap profile
+# (unoptimised, stripped): it checks that the agent builds and links statically for each
+# target, runs the ARM binaries under qemu-user and a real container on x86_64.
+if [ "$CROSS" != 0 ]; then
+  step "static cross builds (cross/build.sh --profile cross-ci)"
+  bash cross/build.sh --profile cross-ci
+fi
