@@ -305,11 +305,49 @@ pub fn run(launch_path: &Path) -> anyhow::Result<()> {
     result
 }
 
+/// Deletes a stopped container: its state and its cgroup. The cgroup can stay busy for a
+/// moment after the init died (its other processes, a probe's exec, are still being torn down),
+/// so a failed delete is retried for up to 5 s before giving up.
+fn delete_container(container: &mut libcontainer::container::Container, id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match container.delete(true) {
+            Ok(()) => return,
+            Err(e) if Instant::now() >= deadline => {
+                tracing::warn!(error = %e, id, "deleting the container failed");
+                return;
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// A container of this id left from an earlier run (its shim was killed, or could not delete
+/// it) would make the create fail with "container already exists". The agent starts a container
+/// only when the previous one of that id is gone, so whatever remains is stale: delete it.
+fn clear_stale_state(launch: &Launch) {
+    let dir = launch.state_root.join(&launch.id);
+    if !dir.exists() {
+        return;
+    }
+    tracing::warn!(id = %launch.id, "removing the stale state of an earlier container");
+    match libcontainer::container::Container::load(dir.clone()) {
+        Ok(mut old) => delete_container(&mut old, &launch.id),
+        Err(e) => tracing::warn!(error = %e, id = %launch.id, "loading the stale container state"),
+    }
+    if dir.exists() {
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            tracing::warn!(error = %e, id = %launch.id, "removing the stale container state");
+        }
+    }
+}
+
 fn supervise(launch: &Launch, started_at: &str) -> anyhow::Result<()> {
     let mut log = Log::open(&launch.log, launch.log_max_bytes)?;
     let (out_r, out_w) = nix::unistd::pipe()?;
     let (err_r, err_w) = nix::unistd::pipe()?;
     let devnull: OwnedFd = File::open("/dev/null")?.into();
+    clear_stale_state(launch);
     let created = ContainerBuilder::new(launch.id.clone(), SyscallType::Linux)
         .with_root_path(&launch.state_root)
         .context("libcontainer state root")?
@@ -435,9 +473,7 @@ fn supervise(launch: &Launch, started_at: &str) -> anyhow::Result<()> {
         finished_at: now_rfc3339(),
         error: None,
     };
-    if let Err(e) = container.delete(true) {
-        tracing::warn!(error = %e, id = %launch.id, "deleting the container failed");
-    }
+    delete_container(&mut container, &launch.id);
     // Clean up before reporting the exit: once `exited.json` exists the agent may delete the
     // container's directories, which must not hold a mount any more.
     let _ = nix::mount::umount2(&launch.bundle.join("rootfs"), nix::mount::MntFlags::MNT_DETACH);
