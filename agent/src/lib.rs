@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod image;
 pub mod node;
+pub mod probe;
 pub mod reconcile;
 pub mod runtime;
 

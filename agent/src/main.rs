@@ -9,7 +9,7 @@ fn main() {
     // The shim's logging also runs inside the container's init (libcontainer forks it), where
     // stderr is the container's: keep it to errors unless FLOTILLA_SHIM_LOG asks for more.
     let filter = match &cli.command {
-        Command::Shim { .. } => tracing_subscriber::EnvFilter::new(
+        Command::Shim { .. } | Command::ContainerExec { .. } => tracing_subscriber::EnvFilter::new(
             std::env::var("FLOTILLA_SHIM_LOG").unwrap_or_else(|_| "error".into()),
         ),
         _ => tracing_subscriber::EnvFilter::try_from_default_env()
@@ -29,6 +29,12 @@ fn main() {
                 1
             }
         },
+        Command::ContainerExec { root, id, timeout_ms, command } => flotilla_agent::runtime::exec::run(
+            root,
+            id,
+            timeout_ms.map(std::time::Duration::from_millis),
+            command,
+        ),
         Command::Sandbox { info, hostname, host_network } => {
             match flotilla_agent::runtime::sandbox::run(info, hostname, *host_network) {
                 Ok(()) => 0,

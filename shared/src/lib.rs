@@ -8,4 +8,5 @@ pub mod manifest;
 pub mod names;
 pub mod quantity;
 pub mod selector;
+pub mod volume_binding;
 pub mod wire;

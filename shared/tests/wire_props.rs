@@ -171,14 +171,20 @@ fn desired() -> impl Strategy<Value = DesiredSnapshot> {
             }),
             0..2,
         ),
+        vec(
+            (name(), name(), name(), "/[a-z/]{1,20}").prop_map(|(namespace, claim, volume, path)| {
+                ClaimVolume {
+                    namespace,
+                    claim,
+                    volume,
+                    host_path: HostPathVolumeSource { path, type_: Some(HostPathType::DirectoryOrCreate) },
+                }
+            }),
+            0..2,
+        ),
     )
-        .prop_map(|(node, generation, pods, config_maps, secrets, registry_auth)| DesiredSnapshot {
-            node,
-            generation,
-            pods,
-            config_maps,
-            secrets,
-            registry_auth,
+        .prop_map(|(node, generation, pods, config_maps, secrets, registry_auth, claims)| {
+            DesiredSnapshot { node, generation, pods, config_maps, secrets, registry_auth, claims }
         })
 }
 

@@ -117,6 +117,39 @@ fn a_pod_bound_to_a_node_runs_there_and_reports_back() {
     );
     let pid = container_pid(&state, &uid, "main").expect("the container's pid");
     check_logs(&hub, &logs);
+    // The agent's events reach the hub and show in `describe`.
+    wait_for("the agent's events in describe", 30, &logs, || {
+        let d = String::from_utf8_lossy(&hub.cli(&["describe", "pod", "hello"], None).stdout).into_owned();
+        d.contains("Started container main")
+    });
+
+    // ConfigMaps and Secrets come from the hub: files and env; an updated ConfigMap reaches the
+    // running container's file.
+    // A claim bound by the hub to a hostPath PersistentVolume keeps the last line on the host.
+    let pv_dir = state.with_extension("pv");
+    let cfg_pod = |msg: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: greeting}}\ndata: {{msg: {msg}}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: token}}\nstringData: {{token: t0k3n}}\n---\napiVersion: v1\nkind: PersistentVolume\nmetadata: {{name: pv-data}}\nspec: {{capacity: {{storage: 1Gi}}, accessModes: [ReadWriteOnce], hostPath: {{path: {pv}, type: DirectoryOrCreate}}}}\n---\napiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {{name: data}}\nspec: {{accessModes: [ReadWriteOnce], resources: {{requests: {{storage: 100Mi}}}}}}\n---\napiVersion: v1\nkind: Pod\nmetadata: {{name: cfg}}\nspec:\n  nodeName: pi-1\n  terminationGracePeriodSeconds: 1\n  volumes:\n  - {{name: c, configMap: {{name: greeting}}}}\n  - {{name: d, persistentVolumeClaim: {{claimName: data}}}}\n  containers:\n  - name: main\n    image: flotilla.local/busybox:demo\n    imagePullPolicy: Never\n    env: [{{name: TOKEN, valueFrom: {{secretKeyRef: {{name: token, key: token}}}}}}]\n    volumeMounts: [{{name: c, mountPath: /cfg}}, {{name: d, mountPath: /data}}]\n    command: [sh, -c, 'while true; do m=\"$(cat /cfg/msg) $TOKEN\"; echo \"$m\"; echo \"$m\" > /data/last; sleep 0.5; done']\n",
+            pv = pv_dir.display()
+        )
+    };
+    let out = hub.cli(&["apply", "-f", "-"], Some(cfg_pod("first").as_bytes()));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cfg_log =
+        || String::from_utf8_lossy(&hub.cli(&["logs", "cfg", "--tail", "1"], None).stdout).into_owned();
+    wait_for("cfg reads its ConfigMap and Secret", 60, &logs, || cfg_log().contains("first t0k3n"));
+    let out = hub.cli(&["apply", "-f", "-"], Some(cfg_pod("second").as_bytes()));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    wait_for("the updated ConfigMap in the running container", 60, &logs, || {
+        cfg_log().contains("second t0k3n")
+    });
+    let p = get_json(&hub, &["get", "pod", "cfg", "-o", "json"]).unwrap();
+    assert_eq!(p["status"]["containerStatuses"][0]["restartCount"], 0, "{p}");
+    wait_for("the line in the claim's volume", 10, &logs, || {
+        std::fs::read_to_string(pv_dir.join("last")).is_ok_and(|l| l == "second t0k3n\n")
+    });
+    let out = hub.cli(&["delete", "pod", "cfg"], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     // The hub dies: the pod keeps running. The agent restarts while the hub is down (a device
     // reboot without network keeps its pods: the desired state was persisted).

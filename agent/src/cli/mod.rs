@@ -96,6 +96,21 @@ pub enum Command {
         /// The launch file the agent wrote.
         launch: PathBuf,
     },
+    /// Run a command in a running container with its own process settings (exec probes).
+    #[command(hide = true)]
+    ContainerExec {
+        /// libcontainer's state root.
+        #[arg(long)]
+        root: PathBuf,
+        /// The container's libcontainer id.
+        #[arg(long)]
+        id: String,
+        /// Kill the command after this many milliseconds (exit code 124).
+        #[arg(long)]
+        timeout_ms: Option<u64>,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
     /// Hold a pod's namespaces (started by the agent itself; not for interactive use).
     #[command(hide = true)]
     Sandbox {
@@ -201,7 +216,7 @@ pub fn run(cli: Cli) -> i32 {
             local::logs(&cli.state_dir, &namespace, &pod, container.as_deref(), follow, tail)
         }
         // Dispatched in main, before logging starts.
-        Command::Shim { .. } | Command::Sandbox { .. } => Ok(()),
+        Command::Shim { .. } | Command::Sandbox { .. } | Command::ContainerExec { .. } => Ok(()),
     };
     match result {
         Ok(()) => 0,

@@ -14,6 +14,7 @@ use nix::unistd::Pid;
 use flotilla_shared::api::{Container, PodSpec, PullPolicy};
 use flotilla_shared::wire::{ConfigData, DesiredPod};
 
+use super::events::Recorder;
 use super::paths::Paths;
 use super::{now_ms, now_wall};
 use crate::image::{ImageStore, RootfsPlan};
@@ -22,7 +23,23 @@ use crate::runtime::sandbox::SandboxInfo;
 use crate::runtime::shim::{
     start_ticks, write_atomic, Launch, RootfsSource, Running, EXITED_FILE, RUNNING_FILE,
 };
-use crate::runtime::spec::{self, BindMount, ImageFacts, Namespaces, SpecInput};
+use crate::runtime::spec::{self, ImageFacts, Namespaces, SpecInput};
+use crate::runtime::volumes::{self, PodVolumes, VolumeError};
+
+/// A start refused because of the pod's configuration (the kubelet's
+/// `CreateContainerConfigError`): a missing ConfigMap, Secret or key, runAsNonRoot with an image
+/// that runs as root.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// Whether an error is the pod configuration's fault.
+fn is_config_error(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<ConfigError>().is_some()
+            || matches!(c.downcast_ref::<VolumeError>(), Some(VolumeError::Config(_)))
+    })
+}
 
 /// Log files are rotated at this size.
 const LOG_MAX_BYTES: u64 = 10 << 20;
@@ -32,7 +49,10 @@ pub struct Executor<'a> {
     pub images: &'a std::sync::Arc<ImageStore>,
     pub agent_bin: PathBuf,
     pub node_name: String,
+    /// The node's address (hostIP, and podIP of host-network pods).
+    pub host_ip: Option<String>,
     pub pulls: &'a Pulls,
+    pub events: std::cell::RefCell<Recorder>,
 }
 
 /// What a finished pull reports: the image, the fingerprint of the credentials it used, and
@@ -57,11 +77,17 @@ impl Pulls {
     }
 
     /// Starts a pull of `image` with `cfg` unless one with the same credentials is running.
-    fn start(&self, store: &std::sync::Arc<ImageStore>, image: &str, cfg: crate::image::pull::PullConfig) {
-        let Ok(mut map) = self.inflight.lock() else { return };
+    /// Returns whether it started one.
+    fn start(
+        &self,
+        store: &std::sync::Arc<ImageStore>,
+        image: &str,
+        cfg: crate::image::pull::PullConfig,
+    ) -> bool {
+        let Ok(mut map) = self.inflight.lock() else { return false };
         let key = (image.to_string(), cfg.fingerprint(image));
         if map.contains_key(&key) {
-            return;
+            return false;
         }
         let (store, image_s) = (store.clone(), image.to_string());
         let wake = self.wake.clone();
@@ -74,6 +100,7 @@ impl Pulls {
             result
         });
         map.insert(key, handle);
+        true
     }
 
     /// Whether no pull is running.
@@ -115,14 +142,19 @@ fn find_container<'p>(spec: &'p PodSpec, name: &str) -> Option<&'p Container> {
 
 impl Executor<'_> {
     /// Performs one action for `pod` (None when the pod is no longer desired).
-    /// `secrets` are those the pods may use (for imagePullSecrets).
+    /// `config_maps` and `secrets` are those the pods may use (volumes, env, imagePullSecrets).
     pub fn perform(
         &self,
         action: &Action,
         desired: Option<&DesiredPod>,
         obs: &mut ObservedPod,
-        secrets: &[ConfigData],
+        wanted: &super::Desired,
     ) {
+        let secrets = &wanted.secrets;
+        let pod_ref = format!("{}/{}", obs.namespace, obs.name);
+        let event = |warning: bool, reason: &str, container: &str, message: String| {
+            self.events.borrow_mut().record(warning, reason, &pod_ref, container, message)
+        };
         match action {
             Action::CreateSandbox { uid } => {
                 obs.sandbox = match self.create_sandbox(uid, desired) {
@@ -156,6 +188,12 @@ impl Executor<'_> {
                         ImageState::PullFailed { attempts, .. } => attempts + 1,
                         _ => 1,
                     };
+                    event(
+                        true,
+                        "ErrImageNeverPull",
+                        container,
+                        format!("Container image {image:?} is not present with pull policy of Never"),
+                    );
                     rec.image = ImageState::PullFailed {
                         message: format!("image {image:?} is not present with pull policy of Never"),
                         since_ms: now_ms(),
@@ -170,7 +208,9 @@ impl Executor<'_> {
                     if !missing.is_empty() {
                         tracing::warn!(pod = %obs.name, secrets = ?missing, "unable to retrieve some image pull secrets; attempting to pull the image may not succeed");
                     }
-                    self.pulls.start(self.images, image, cfg);
+                    if self.pulls.start(self.images, image, cfg) {
+                        event(false, "Pulling", container, format!("Pulling image {image:?}"));
+                    }
                     rec.image = ImageState::Pulling;
                 }
             }
@@ -180,8 +220,11 @@ impl Executor<'_> {
                     let rec = obs.containers.entry(container.clone()).or_default();
                     rec.last_termination.is_some()
                 };
-                let started = self.start_container(uid, d, container);
+                let started = self.start_container(uid, d, container, wanted);
                 let rec = obs.containers.entry(container.clone()).or_default();
+                // A new run: its probes start over.
+                rec.started = false;
+                rec.ready = false;
                 if let Ok(digest) = &started {
                     rec.image_digest = Some(digest.to_string());
                 }
@@ -193,27 +236,31 @@ impl Executor<'_> {
                     rec.restart_count += 1;
                 }
                 rec.state = match started {
-                    Ok(_) => ObservedState::Creating { since_ms: now_ms() },
+                    Ok(_) => {
+                        event(false, "Started", container, format!("Started container {container}"));
+                        ObservedState::Creating { since_ms: now_ms() }
+                    }
                     Err(e) => {
                         let attempts = match &rec.state {
                             ObservedState::CreateFailed { attempts, .. } => attempts + 1,
                             _ => 1,
                         };
-                        tracing::warn!(pod = %obs.name, container, error = %format!("{e:#}"), "container start failed");
-                        ObservedState::CreateFailed {
-                            message: format!("{e:#}"),
-                            since_ms: now_ms(),
-                            attempts,
-                        }
+                        let config = is_config_error(&e);
+                        let message = format!("{e:#}");
+                        event(true, "Failed", container, format!("Error: {message}"));
+                        ObservedState::CreateFailed { message, since_ms: now_ms(), attempts, config }
                     }
                 };
             }
             Action::StopContainer { uid, container, grace_secs } => {
-                self.stop_container(uid, container, *grace_secs);
+                if self.stop_container(uid, container, *grace_secs) {
+                    event(false, "Killing", container, format!("Stopping container {container}"));
+                }
             }
             Action::RemoveContainer { uid, container } => {
                 let dir = self.paths.container(uid, container);
                 remove_container_dir(&dir);
+                remove_bundle(&self.paths.bundle(uid, container));
                 if let Some(rec) = obs.containers.get_mut(container) {
                     if let ObservedState::Exited(t) = std::mem::take(&mut rec.state) {
                         rec.last_termination = Some(t);
@@ -224,7 +271,9 @@ impl Executor<'_> {
             Action::KillPod { uid, grace_secs } => {
                 obs.deleting = true;
                 for name in obs.containers.keys() {
-                    self.stop_container(uid, name, *grace_secs);
+                    if self.stop_container(uid, name, *grace_secs) {
+                        event(false, "Killing", name, format!("Stopping container {name}"));
+                    }
                 }
             }
             Action::RemovePod { uid } => {
@@ -234,6 +283,14 @@ impl Executor<'_> {
                         remove_container_dir(&e.path());
                     }
                 }
+                if let Ok(entries) = std::fs::read_dir(self.paths.bundles(uid)) {
+                    for e in entries.flatten() {
+                        remove_bundle(&e.path());
+                    }
+                }
+                let _ = std::fs::remove_dir(self.paths.bundles(uid));
+                // Never delete through a mount: the pod's tmpfs volumes go first.
+                PodVolumes::new(&self.paths.pod(uid)).unmount_all();
                 let _ = std::fs::remove_dir_all(self.paths.pod(uid));
                 remove_pod_cgroups(uid);
             }
@@ -292,7 +349,14 @@ impl Executor<'_> {
     }
 
     /// Starts a container's shim; returns the manifest digest of the image it runs.
-    fn start_container(&self, uid: &str, d: &DesiredPod, name: &str) -> anyhow::Result<crate::image::Digest> {
+    fn start_container(
+        &self,
+        uid: &str,
+        d: &DesiredPod,
+        name: &str,
+        wanted: &super::Desired,
+    ) -> anyhow::Result<crate::image::Digest> {
+        let (config_maps, secrets) = (&wanted.config_maps, &wanted.secrets);
         let c =
             find_container(&d.spec, name).with_context(|| format!("the pod has no container {name:?}"))?;
         let image_ref = c.image.as_deref().context("the container has no image")?;
@@ -334,11 +398,32 @@ impl Executor<'_> {
             .as_ref()
             .and_then(|s| s.run_as_non_root));
         if non_root == Some(true) && user.0 == 0 {
-            bail!(
-                "container has runAsNonRoot and image will run as root (pod: {:?}, container: {name})",
-                d.metadata.name()
-            );
+            return Err(ConfigError(format!(
+                "container has runAsNonRoot and image will run as root (pod: \"{}_{}({uid})\", container: {name})",
+                d.metadata.name(),
+                d.metadata.namespace(),
+            ))
+            .into());
         }
+        // Volumes (idempotent: a restart finds them ready), then this container's mounts.
+        let prepared = PodVolumes::new(&self.paths.pod(uid)).prepare(
+            &d.spec,
+            d.metadata.namespace(),
+            config_maps,
+            secrets,
+            &wanted.claims,
+        )?;
+        let mounts = volumes::mounts_for(c, &d.spec, &prepared)?;
+        let psc = d.spec.security_context.as_ref();
+        let mut additional_gids: Vec<u32> = psc
+            .and_then(|s| s.fs_group)
+            .into_iter()
+            .chain(psc.and_then(|s| s.supplemental_groups.clone()).into_iter().flatten())
+            .filter_map(|g| u32::try_from(g).ok())
+            .filter(|g| *g != user.1)
+            .collect();
+        additional_gids.sort_unstable();
+        additional_gids.dedup();
         let sandbox =
             read_json::<SandboxInfo>(&self.paths.sandbox_info(uid)).context("the pod's sandbox is gone")?;
         let namespaces = if sandbox.host_network {
@@ -350,10 +435,12 @@ impl Executor<'_> {
                 uts: sandbox.ns_path("uts"),
             }
         };
-        let env = resolve_env(c, d, &self.node_name)?;
-        let bundle = dir.join("bundle");
+        let env = resolve_env(c, d, &self.node_name, self.host_ip.as_deref(), config_maps, secrets)?;
+        // The bundle (its config.json holds the environment, Secret values included) lives
+        // under the run directory, in memory, never on the disk.
+        let bundle = self.paths.bundle(uid, name);
+        remove_bundle(&bundle);
         std::fs::create_dir_all(&bundle)?;
-        let mounts: Vec<BindMount> = Vec::new();
         let cgroups_path = format!("/flotilla/{uid}/{name}");
         let config = spec::build(&SpecInput {
             pod: &d.metadata,
@@ -366,7 +453,7 @@ impl Executor<'_> {
             env,
             mounts,
             user,
-            additional_gids: Vec::new(),
+            additional_gids,
             pids_limit: 4096,
             host_caps: spec::own_bounding_caps(),
             swap_accounting: spec::host_swap_accounting(),
@@ -402,11 +489,12 @@ impl Executor<'_> {
     }
 
     /// SIGTERM now, SIGKILL after the grace period if the same process still runs.
-    fn stop_container(&self, uid: &str, name: &str, grace_secs: u64) {
+    /// Returns whether the container was running (and so was signalled).
+    pub fn stop_container(&self, uid: &str, name: &str, grace_secs: u64) -> bool {
         let status = self.paths.container(uid, name).join("status");
-        let Some(running) = read_json::<Running>(&status.join(RUNNING_FILE)) else { return };
+        let Some(running) = read_json::<Running>(&status.join(RUNNING_FILE)) else { return false };
         if status.join(EXITED_FILE).exists() || start_ticks(running.pid) != Some(running.start_ticks) {
-            return;
+            return false;
         }
         let pid = Pid::from_raw(running.pid);
         let _ = kill(pid, Signal::SIGTERM);
@@ -423,6 +511,7 @@ impl Executor<'_> {
                 let _ = kill(pid, Signal::SIGKILL);
             }
         });
+        true
     }
 }
 
@@ -466,6 +555,12 @@ fn remove_container_dir(dir: &Path) {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Deletes a container's bundle, its root filesystem mount detached first.
+fn remove_bundle(bundle: &Path) {
+    let _ = nix::mount::umount2(&bundle.join("rootfs"), nix::mount::MntFlags::MNT_DETACH);
+    let _ = std::fs::remove_dir_all(bundle);
+}
+
 fn unix_secs() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
@@ -479,40 +574,189 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }
 
-/// The container's environment from the pod spec: plain values and fieldRefs. ConfigMap and
-/// Secret references need their objects, which come with the hub link; until then they fail
-/// the start with a clear message (unless optional).
-fn resolve_env(c: &Container, d: &DesiredPod, node: &str) -> anyhow::Result<Vec<(String, String)>> {
-    let mut out = Vec::new();
+/// The container's environment from the pod spec, as the kubelet builds it: `envFrom` first
+/// (each key of the ConfigMap or Secret, with the prefix; keys that are not valid variable names
+/// are skipped), then `env` in order (plain values, ConfigMap and Secret keys, fieldRefs), later
+/// entries overriding earlier ones. A missing object or key fails the start with the kubelet's
+/// message unless the reference is optional (then the variable is left out).
+pub fn resolve_env(
+    c: &Container,
+    d: &DesiredPod,
+    node: &str,
+    host_ip: Option<&str>,
+    config_maps: &[ConfigData],
+    secrets: &[ConfigData],
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let ns = d.metadata.namespace();
+    fn find<'p>(pool: &'p [ConfigData], ns: &str, name: &str) -> Option<&'p ConfigData> {
+        pool.iter().find(|o| o.namespace == ns && o.name == name)
+    }
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let mut out: Vec<(String, String)> = Vec::new();
+    let set = |out: &mut Vec<(String, String)>, k: String, v: String| {
+        out.retain(|(n, _)| *n != k);
+        out.push((k, v));
+    };
+    for from in c.env_from.iter().flatten() {
+        let prefix = from.prefix.as_deref().unwrap_or_default();
+        let (kind, r, pool) = match (&from.config_map_ref, &from.secret_ref) {
+            (Some(r), _) => ("configmap", r, config_maps),
+            (None, Some(r)) => ("secret", r, secrets),
+            (None, None) => continue,
+        };
+        let Some(obj) = find(pool, ns, &r.name) else {
+            if r.optional == Some(true) {
+                continue;
+            }
+            return Err(ConfigError(format!("{kind} {:?} not found", r.name)));
+        };
+        for (k, v) in &obj.data {
+            let name = format!("{prefix}{k}");
+            if valid_env_name(&name) {
+                set(&mut out, name, text(&v.0));
+            }
+        }
+    }
     for e in c.env.iter().flatten() {
         if let Some(v) = &e.value {
-            out.push((e.name.clone(), v.clone()));
+            set(&mut out, e.name.clone(), v.clone());
             continue;
         }
         let Some(src) = &e.value_from else {
-            out.push((e.name.clone(), String::new()));
+            set(&mut out, e.name.clone(), String::new());
             continue;
         };
         if let Some(f) = &src.field_ref {
-            let v = match f.field_path.as_str() {
+            let host_network = d.spec.host_network == Some(true);
+            let label = |map: &Option<std::collections::BTreeMap<String, String>>, key: &str| {
+                map.as_ref().and_then(|m| m.get(key)).cloned().unwrap_or_default()
+            };
+            let path = f.field_path.as_str();
+            let v = match path {
                 "metadata.name" => d.metadata.name().to_string(),
-                "metadata.namespace" => d.metadata.namespace().to_string(),
+                "metadata.namespace" => ns.to_string(),
                 "metadata.uid" => d.metadata.uid.clone().unwrap_or_default(),
                 "spec.nodeName" => node.to_string(),
-                _ => String::new(),
+                "spec.serviceAccountName" => "default".to_string(),
+                "status.hostIP" => host_ip.unwrap_or_default().to_string(),
+                // Pods have only their loopback for now: a pod IP exists for host-network pods.
+                "status.podIP" if host_network => host_ip.unwrap_or_default().to_string(),
+                "status.podIP" => String::new(),
+                _ => {
+                    if let Some(k) = path.strip_prefix("metadata.labels['").and_then(|p| p.strip_suffix("']"))
+                    {
+                        label(&d.metadata.labels, k)
+                    } else if let Some(k) =
+                        path.strip_prefix("metadata.annotations['").and_then(|p| p.strip_suffix("']"))
+                    {
+                        label(&d.metadata.annotations, k)
+                    } else {
+                        return Err(ConfigError(format!("env {}: unsupported fieldPath {path:?}", e.name)));
+                    }
+                }
             };
-            out.push((e.name.clone(), v));
+            set(&mut out, e.name.clone(), v);
             continue;
         }
-        let optional =
-            src.config_map_key_ref.as_ref().or(src.secret_key_ref.as_ref()).and_then(|r| r.optional)
-                == Some(true);
-        if !optional {
-            bail!("env {} refers to a ConfigMap or Secret, which standalone pods cannot use yet", e.name);
+        let (kind, title, r, pool) = match (&src.config_map_key_ref, &src.secret_key_ref) {
+            (Some(r), _) => ("configmap", "ConfigMap", r, config_maps),
+            (None, Some(r)) => ("secret", "Secret", r, secrets),
+            (None, None) => continue,
+        };
+        let optional = r.optional == Some(true);
+        let Some(obj) = find(pool, ns, &r.name) else {
+            if optional {
+                continue;
+            }
+            return Err(ConfigError(format!("{kind} {:?} not found", r.name)));
+        };
+        match obj.data.get(&r.key) {
+            Some(v) => set(&mut out, e.name.clone(), text(&v.0)),
+            None if optional => {}
+            None => {
+                return Err(ConfigError(format!("couldn't find key {} in {title} {ns}/{}", r.key, r.name)));
+            }
         }
     }
-    if c.env_from.as_ref().is_some_and(|v| !v.is_empty()) {
-        bail!("envFrom needs ConfigMaps or Secrets, which standalone pods cannot use yet");
-    }
     Ok(out)
+}
+
+/// An environment variable name Kubernetes accepts (C identifiers, plus `.` and `-`).
+fn valid_env_name(n: &str) -> bool {
+    !n.is_empty()
+        && !n.starts_with(|c: char| c.is_ascii_digit())
+        && n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(containers: serde_json::Value) -> DesiredPod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "p", "namespace": "apps", "uid": "u1", "labels": {"tier": "web"}},
+            "spec": {"containers": containers}
+        }))
+        .unwrap()
+    }
+
+    fn cd(name: &str, pairs: &[(&str, &str)]) -> ConfigData {
+        ConfigData {
+            namespace: "apps".into(),
+            name: name.into(),
+            resource_version: "1".into(),
+            data: pairs.iter().map(|(k, v)| (k.to_string(), (*v).into())).collect(),
+        }
+    }
+
+    #[test]
+    fn env_comes_from_config_maps_secrets_and_fields() {
+        let d = pod(json!([{"name": "c", "image": "x",
+        "envFrom": [{"configMapRef": {"name": "cfg"}, "prefix": "CFG_"}, {"secretRef": {"name": "missing", "optional": true}}],
+        "env": [
+            {"name": "CFG_a", "value": "overridden"},
+            {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}},
+            {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "mode"}}},
+            {"name": "GONE", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "nope", "optional": true}}},
+            {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "TIER", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['tier']"}}},
+            {"name": "HOST", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}}
+        ]}]));
+        let cms = [cd("cfg", &[("a", "1"), ("mode", "fast"), ("9bad", "x")])];
+        let secrets = [cd("db", &[("password", "s3cret")])];
+        let env = resolve_env(&d.spec.containers[0], &d, "n1", Some("10.0.0.5"), &cms, &secrets).unwrap();
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("CFG_a"), Some("overridden"));
+        assert_eq!(get("CFG_mode"), Some("fast"));
+        assert_eq!(get("CFG_9bad"), Some("x"), "the prefix makes it a valid name");
+        assert_eq!(get("PASSWORD"), Some("s3cret"));
+        assert_eq!(get("MODE"), Some("fast"));
+        assert_eq!(get("GONE"), None, "an optional missing key leaves the variable out");
+        assert_eq!(get("POD"), Some("p"));
+        assert_eq!(get("TIER"), Some("web"));
+        assert_eq!(get("HOST"), Some("10.0.0.5"));
+    }
+
+    #[test]
+    fn missing_references_say_what_is_missing() {
+        let one = |env: serde_json::Value| {
+            let d = pod(json!([{"name": "c", "image": "x", "env": [env]}]));
+            resolve_env(&d.spec.containers[0], &d, "n1", None, &[cd("cfg", &[])], &[])
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            one(json!({"name": "A", "valueFrom": {"configMapKeyRef": {"name": "other", "key": "k"}}})),
+            "configmap \"other\" not found"
+        );
+        assert_eq!(
+            one(json!({"name": "A", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "k"}}})),
+            "couldn't find key k in ConfigMap apps/cfg"
+        );
+        assert_eq!(
+            one(json!({"name": "A", "valueFrom": {"secretKeyRef": {"name": "db", "key": "k"}}})),
+            "secret \"db\" not found"
+        );
+    }
 }

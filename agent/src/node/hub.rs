@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 
 use flotilla_link::{AgentConfig, Link, LinkConfig, LinkEvent};
 use flotilla_shared::wire::topics::{NodeTopic, Topics};
-use flotilla_shared::wire::{self, DesiredSnapshot, Heartbeat, Presence, StatusReport};
+use flotilla_shared::wire::{self, DesiredSnapshot, Event, Events, Heartbeat, Presence, StatusReport};
 
 use crate::node::hub_logs::LogServer;
 use crate::runtime::shim::write_atomic;
@@ -33,6 +33,7 @@ pub struct HubLink {
     pub node: String,
     snapshot: Arc<Mutex<Option<DesiredSnapshot>>>,
     out: Arc<tokio::sync::watch::Sender<Pending>>,
+    events: tokio::sync::mpsc::Sender<Vec<Event>>,
     seq_file: PathBuf,
 }
 
@@ -57,6 +58,14 @@ impl HubLink {
     pub fn send_status(&self, report: StatusReport) {
         self.out.send_replace(Some(Box::new(report)));
     }
+
+    /// Hands events to the link. Best effort, like Kubernetes events: dropped when the link
+    /// is down or far behind.
+    pub fn send_events(&self, events: Vec<Event>) {
+        if !events.is_empty() {
+            let _ = self.events.try_send(events);
+        }
+    }
 }
 
 /// Pure: whether a received snapshot replaces the applied one.
@@ -68,20 +77,65 @@ fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Starts the link thread. `desired_file` holds the last applied snapshot across restarts;
-/// `wake` is told when a new snapshot arrives.
+/// Where the last desired snapshot is kept: everything but the Secrets and registry
+/// credentials in the state directory (on disk, for a reboot without network), those in the run
+/// directory (in memory: secrets never reach the disk, so after a reboot pods that need them wait
+/// for the hub).
+#[derive(Debug, Clone)]
+pub struct SnapshotFiles {
+    pub desired: PathBuf,
+    pub secrets: PathBuf,
+}
+
+impl SnapshotFiles {
+    fn load(&self, node: &str) -> Option<DesiredSnapshot> {
+        let mut snap = std::fs::read(&self.desired)
+            .ok()
+            .and_then(|b| wire::decode::<DesiredSnapshot>(&b, MAX_SNAPSHOT).ok())
+            .filter(|s| s.node == node)?;
+        if let Some(s) = std::fs::read(&self.secrets)
+            .ok()
+            .and_then(|b| wire::decode::<DesiredSnapshot>(&b, MAX_SNAPSHOT).ok())
+            .filter(|s| s.node == node && s.generation == snap.generation)
+        {
+            snap.secrets = s.secrets;
+            snap.registry_auth = s.registry_auth;
+        }
+        Some(snap)
+    }
+
+    fn store(&self, snap: &DesiredSnapshot) -> std::io::Result<()> {
+        let secrets = DesiredSnapshot {
+            node: snap.node.clone(),
+            generation: snap.generation,
+            pods: Vec::new(),
+            config_maps: Vec::new(),
+            secrets: snap.secrets.clone(),
+            registry_auth: snap.registry_auth.clone(),
+            claims: Vec::new(),
+        };
+        if let Some(dir) = self.secrets.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        write_atomic(&self.secrets, &wire::encode(&secrets))?;
+        let mut on_disk = snap.clone();
+        on_disk.secrets.clear();
+        on_disk.registry_auth.clear();
+        write_atomic(&self.desired, &wire::encode(&on_disk))
+    }
+}
+
+/// Starts the link thread. `files` hold the last applied snapshot across restarts; `wake` is
+/// told when a new snapshot arrives.
 pub fn start(
     cfg: AgentConfig,
     state_dir: PathBuf,
-    desired_file: PathBuf,
+    files: SnapshotFiles,
     seq_file: PathBuf,
     wake: std::sync::mpsc::Sender<()>,
 ) -> anyhow::Result<HubLink> {
     let topics = Topics::new(&cfg.topic_root).map_err(anyhow::Error::msg)?;
-    let persisted = std::fs::read(&desired_file)
-        .ok()
-        .and_then(|b| wire::decode::<DesiredSnapshot>(&b, MAX_SNAPSHOT).ok())
-        .filter(|s| s.node == cfg.node);
+    let persisted = files.load(&cfg.node);
     if let Some(s) = &persisted {
         tracing::info!(
             generation = s.generation,
@@ -91,6 +145,7 @@ pub fn start(
     }
     let snapshot = Arc::new(Mutex::new(persisted));
     let (out_tx, out_rx) = tokio::sync::watch::channel::<Pending>(None);
+    let (events_tx, events_rx) = tokio::sync::mpsc::channel::<Vec<Event>>(64);
     // A process lifetime's session id, so the hub can tell a late will of an earlier process.
     let session = now_ms();
     let boot_id =
@@ -115,8 +170,13 @@ pub fn start(
         will: Some((topics.presence(&cfg.node), wire::encode(&presence(false)))),
         max_packet: (MAX_SNAPSHOT + 64 * 1024) as u32,
     };
-    let handle =
-        HubLink { node: cfg.node.clone(), snapshot: snapshot.clone(), out: Arc::new(out_tx), seq_file };
+    let handle = HubLink {
+        node: cfg.node.clone(),
+        snapshot: snapshot.clone(),
+        out: Arc::new(out_tx),
+        events: events_tx,
+        seq_file,
+    };
     let online = wire::encode(&presence(true));
     std::thread::Builder::new().name("hub-link".into()).spawn(move || {
         let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -127,7 +187,7 @@ pub fn start(
             }
         };
         let logs = LogServer::new(state_dir);
-        rt.block_on(run(link_cfg, topics, cfg.node, snapshot, desired_file, online, out_rx, wake, logs));
+        rt.block_on(run(link_cfg, topics, cfg.node, snapshot, files, online, out_rx, events_rx, wake, logs));
     })?;
     Ok(handle)
 }
@@ -138,9 +198,10 @@ async fn run(
     topics: Topics,
     node: String,
     snapshot: Arc<Mutex<Option<DesiredSnapshot>>>,
-    desired_file: PathBuf,
+    files: SnapshotFiles,
     online: Vec<u8>,
     mut out_rx: tokio::sync::watch::Receiver<Pending>,
+    mut events_rx: tokio::sync::mpsc::Receiver<Vec<Event>>,
     wake: std::sync::mpsc::Sender<()>,
     mut logs: LogServer,
 ) {
@@ -167,7 +228,7 @@ async fn run(
                         }
                     }
                     LinkEvent::Message { topic, payload } => match topics.parse_node_topic(&topic) {
-                        Some((n, NodeTopic::Desired)) if n == node => take_snapshot(&node, &payload, &snapshot, &desired_file, &wake),
+                        Some((n, NodeTopic::Desired)) if n == node => take_snapshot(&node, &payload, &snapshot, &files, &wake),
                         Some((n, NodeTopic::LogRequest)) if n == node => logs.handle(&link, &topics, &node, &payload),
                         _ => {}
                     },
@@ -185,6 +246,12 @@ async fn run(
                 }
                 last_status = Some(*report);
             }
+            Some(events) = events_rx.recv() => {
+                let batch = Events { node: node.clone(), events };
+                if let Err(e) = link.publish(topics.events(&node), wire::encode(&batch), false).await {
+                    tracing::debug!(error = %e, "events not queued");
+                }
+            }
             _ = heartbeat.tick() => {
                 let (seq, generation) = last_status.as_ref().map_or((0, 0), |r| (r.seq, r.observed_generation));
                 let hb = Heartbeat { node: node.clone(), seq, observed_generation: generation, time_ms: now_ms() };
@@ -198,7 +265,7 @@ fn take_snapshot(
     node: &str,
     payload: &[u8],
     snapshot: &Mutex<Option<DesiredSnapshot>>,
-    desired_file: &std::path::Path,
+    files: &SnapshotFiles,
     wake: &std::sync::mpsc::Sender<()>,
 ) {
     let incoming = match wire::decode::<DesiredSnapshot>(payload, MAX_SNAPSHOT) {
@@ -214,7 +281,7 @@ fn take_snapshot(
         return;
     }
     // Persisted before it is acted on: after a reboot with no network, this is what runs.
-    if let Err(e) = write_atomic(desired_file, payload) {
+    if let Err(e) = files.store(&incoming) {
         tracing::error!(error = %e, "persisting the desired state; applying it anyway");
     }
     tracing::info!(generation = incoming.generation, pods = incoming.pods.len(), "new desired state");
@@ -234,6 +301,7 @@ mod tests {
             config_maps: vec![],
             secrets: vec![],
             registry_auth: vec![],
+            claims: vec![],
         }
     }
 

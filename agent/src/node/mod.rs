@@ -3,6 +3,7 @@
 //! files shims and sandboxes keep, the pure reconcile core deciding, the executor acting, and
 //! the observed state persisted (atomically) so a restarted agent adopts what runs.
 
+pub mod events;
 pub mod exec;
 pub mod gc;
 pub mod hub;
@@ -10,6 +11,7 @@ pub mod hub_logs;
 pub mod info;
 pub mod logs;
 pub mod paths;
+pub mod prober;
 pub mod watch;
 
 use std::collections::BTreeMap;
@@ -22,7 +24,8 @@ use sha2::{Digest as _, Sha256};
 
 use flotilla_shared::api::{Object, PodStatus};
 use flotilla_shared::manifest::load_paths;
-use flotilla_shared::wire::{ConfigData, DesiredPod};
+use flotilla_shared::volume_binding;
+use flotilla_shared::wire::{ClaimVolume, ConfigData, DesiredPod};
 
 use crate::image::ImageStore;
 use crate::reconcile::{self, Observed, ObservedPod, ObservedState, SandboxState, Termination};
@@ -66,16 +69,20 @@ pub struct Desired {
     pub pods: Vec<DesiredPod>,
     pub config_maps: Vec<ConfigData>,
     pub secrets: Vec<ConfigData>,
+    /// The bound PersistentVolumeClaims the pods may mount.
+    pub claims: Vec<ClaimVolume>,
 }
 
 /// Reads a directory of manifests. A static pod's uid is derived from its namespace, name
 /// and spec, so editing a manifest replaces the pod, as the kubelet does. ConfigMaps and
-/// Secrets in the directory serve the pods (a resource version derived from their content).
-/// Other kinds are ignored. Returns the load errors too.
-pub fn static_manifests(dir: &Path) -> (Desired, Vec<String>) {
+/// Secrets in the directory serve the pods (a resource version derived from their content);
+/// PersistentVolumeClaims bind to the directory's PersistentVolumes that may be used on this
+/// node (`node`, `labels`). Other kinds are ignored. Returns the load errors too.
+pub fn static_manifests(dir: &Path, node: &str, labels: &BTreeMap<String, String>) -> (Desired, Vec<String>) {
     let loaded = load_paths(&[dir.to_path_buf()]);
-    let errors: Vec<String> = loaded.errors.iter().map(ToString::to_string).collect();
+    let mut errors: Vec<String> = loaded.errors.iter().map(ToString::to_string).collect();
     let mut desired = Desired::default();
+    let (mut volumes, mut claims) = (Vec::new(), Vec::new());
     let content_version = |json: Vec<u8>| format!("{:x}", Sha256::digest(json))[..16].to_string();
     for l in loaded.objects {
         match l.object {
@@ -107,8 +114,43 @@ pub fn static_manifests(dir: &Path) -> (Desired, Vec<String>) {
                     &content_version(serde_json::to_vec(&s).unwrap_or_default()),
                 ));
             }
+            Object::PersistentVolume(v) => volumes.push(v),
+            Object::PersistentVolumeClaim(mut c) => {
+                default_namespace(&mut c.metadata);
+                claims.push(c);
+            }
             _ => {}
         }
+    }
+    let bindings = volume_binding::bind(&volumes, &claims);
+    for c in &claims {
+        let (ns, name) = (c.metadata.namespace(), c.metadata.name());
+        let Some(v) = bindings.get(&(ns.to_string(), name.to_string())) else {
+            errors.push(format!(
+                "PersistentVolumeClaim {ns}/{name} is pending: {}",
+                volume_binding::pending_reason(&volumes, c)
+            ));
+            continue;
+        };
+        let Some(volume) = volumes.iter().find(|x| x.metadata.name() == v) else { continue };
+        if !volume_binding::fits_node(volume, node, labels) {
+            errors.push(format!(
+                "PersistentVolume {v} (bound to {ns}/{name}) cannot be used on node {node}: volume node affinity conflict"
+            ));
+            continue;
+        }
+        let Some(host_path) = volume_binding::host_source(volume) else {
+            errors.push(format!(
+                "PersistentVolume {v} (bound to {ns}/{name}) is neither a local nor a hostPath volume"
+            ));
+            continue;
+        };
+        desired.claims.push(ClaimVolume {
+            namespace: ns.to_string(),
+            claim: name.to_string(),
+            volume: v.clone(),
+            host_path,
+        });
     }
     (desired, errors)
 }
@@ -305,6 +347,7 @@ fn finish_pulls(
     observed: &mut Observed,
     desired: &[DesiredPod],
     secrets: &[ConfigData],
+    events: &std::cell::RefCell<events::Recorder>,
 ) {
     for (image, fingerprint, result) in pulls.finished() {
         match &result {
@@ -324,6 +367,23 @@ fn finish_pulls(
                 let Some(rec) = pod.containers.get_mut(&c.name) else { continue };
                 if rec.image != reconcile::ImageState::Pulling {
                     continue;
+                }
+                let pod_ref = format!("{}/{}", d.metadata.namespace(), d.metadata.name());
+                match &result {
+                    Ok(()) => events.borrow_mut().record(
+                        false,
+                        "Pulled",
+                        &pod_ref,
+                        &c.name,
+                        format!("Successfully pulled image {image:?}"),
+                    ),
+                    Err(e) => events.borrow_mut().record(
+                        true,
+                        "Failed",
+                        &pod_ref,
+                        &c.name,
+                        format!("Failed to pull image {image:?}: {e}"),
+                    ),
                 }
                 rec.image = match &result {
                     Ok(()) => reconcile::ImageState::Pulled,
@@ -356,7 +416,10 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
         Some(cfg) => Some(hub::start(
             cfg.clone(),
             paths.state.clone(),
-            paths.state.join("desired.cbor"),
+            hub::SnapshotFiles {
+                desired: paths.state.join("desired.cbor"),
+                secrets: paths.run.join("secrets.cbor"),
+            },
             paths.state.join("status.seq"),
             wake_tx.clone(),
         )?),
@@ -364,8 +427,20 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     };
     let mut reporter = Reporter::new(&opts.node_name);
     let pulls = exec::Pulls::new(opts.pull.clone(), Some(wake_tx.clone()));
-    let exec =
-        Executor { paths, images: &images, agent_bin, node_name: opts.node_name.clone(), pulls: &pulls };
+    let facts = info::gather(&opts.node_name);
+    let host_ip = facts.addresses.first().cloned();
+    let mut prober = prober::Prober::new(paths.clone(), agent_bin.clone(), wake_tx.clone());
+    let exec = Executor {
+        paths,
+        images: &images,
+        agent_bin,
+        node_name: opts.node_name.clone(),
+        host_ip,
+        pulls: &pulls,
+        events: Default::default(),
+    };
+    let mut waiting_before = events::Waiting::new();
+    let mut config_key_before: Option<Vec<(String, String, String)>> = None;
     let mut observed: Observed = read_json(&paths.observed()).unwrap_or_default();
     clamp_times(&mut observed, now_ms());
     // A pull that was running when the agent stopped is not running now: ask again.
@@ -375,7 +450,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
         }
     }
     let term = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    signal_flag(term.clone(), wake_tx)?;
+    signal_flag(term.clone(), wake_tx.clone())?;
     let mut last_errors: Vec<String> = Vec::new();
     let mut rounds = 0u64;
     let mut last_gc_ms: Option<u64> = None;
@@ -383,7 +458,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     while !term.load(std::sync::atomic::Ordering::SeqCst) {
         reap_children();
         let (mut wanted, errors) = match &opts.manifests {
-            Some(dir) => static_manifests(dir),
+            Some(dir) => static_manifests(dir, &opts.node_name, &facts.labels),
             None => (Desired::default(), Vec::new()),
         };
         let snapshot = hub.as_ref().and_then(|h| h.snapshot());
@@ -391,6 +466,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
             wanted.pods.extend(s.pods.iter().cloned());
             wanted.config_maps.extend(s.config_maps.iter().cloned());
             wanted.secrets.extend(s.secrets.iter().cloned());
+            wanted.claims.extend(s.claims.iter().cloned());
         }
         let desired = &wanted.pods;
         if errors != last_errors {
@@ -400,7 +476,11 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
             last_errors = errors;
         }
         observe(paths, &mut observed);
-        finish_pulls(&pulls, &mut observed, desired, &wanted.secrets);
+        finish_pulls(&pulls, &mut observed, desired, &wanted.secrets, &exec.events);
+        for f in prober.sync(desired, &mut observed) {
+            act_on_probe(&exec, &observed, f);
+        }
+        refresh_projected_volumes(paths, &wanted, &observed, &mut config_key_before);
         let plan = reconcile::reconcile(desired, &observed, now_ms(), &now_wall());
         let by_uid: BTreeMap<&str, &DesiredPod> =
             desired.iter().filter_map(|d| d.metadata.uid.as_deref().map(|u| (u, d))).collect();
@@ -414,11 +494,12 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
                 ..Default::default()
             });
             tracing::debug!(?action, "performing");
-            exec.perform(action, d, obs, &wanted.secrets);
+            exec.perform(action, d, obs, &wanted);
             if matches!(action, reconcile::Action::RemovePod { .. }) {
                 observed.pods.remove(&uid);
             }
         }
+        prober.launch(desired, &observed, now_ms());
         write_atomic(&paths.observed(), &serde_json::to_vec(&observed)?)?;
         if last_gc_ms.is_none_or(|t| now_ms().saturating_sub(t) >= IMAGE_GC_PERIOD_MS) && pulls.idle() {
             image_gc(&images, opts.image_gc, desired, &observed);
@@ -461,8 +542,18 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
                 .collect(),
         };
         write_atomic(&paths.statuses(), &serde_json::to_vec(&status)?)?;
+        let waiting_now = events::waiting_reasons(plan.statuses.iter().filter_map(|(uid, st)| {
+            let d = by_uid.get(uid.as_str())?;
+            Some((format!("{}/{}", d.metadata.namespace(), d.metadata.name()), st))
+        }));
+        for (pod, container, message) in events::backoff_events(&waiting_before, &waiting_now) {
+            exec.events.borrow_mut().record(true, "BackOff", &pod, &container, message);
+        }
+        waiting_before = waiting_now;
+        let round_events = exec.events.borrow_mut().take();
         if let Some(link) = &hub {
             reporter.report(link, snapshot.as_ref(), &plan.statuses);
+            link.send_events(round_events);
         }
         rounds += 1;
         // systemd (Type=notify): ready once the first round has adopted and started what it
@@ -477,6 +568,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
         }
         let wait = if plan.actions.is_empty() { 500 } else { 50 };
         let wait = plan.wake_at_ms.map_or(wait, |w| w.saturating_sub(now_ms()).clamp(10, wait));
+        let wait = prober.next_due_ms().map_or(wait, |w| w.saturating_sub(now_ms()).clamp(10, wait));
         if wake_rx.recv_timeout(Duration::from_millis(wait)).is_ok() {
             // Let a burst of events (a file being written, an editor's rename dance) settle.
             std::thread::sleep(Duration::from_millis(20));
@@ -485,6 +577,65 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     }
     tracing::info!("flotilla-agent stopping; containers keep running");
     Ok(())
+}
+
+/// A probe's finding: an `Unhealthy` event, and for a failed liveness or startup probe the
+/// container is stopped (its restart policy then applies, with back-off), as the kubelet does.
+fn act_on_probe(exec: &Executor, observed: &Observed, f: prober::Finding) {
+    let pod_ref =
+        |uid: &str| observed.pods.get(uid).map(|p| format!("{}/{}", p.namespace, p.name)).unwrap_or_default();
+    match f {
+        prober::Finding::Unhealthy { uid, container, kind, message } => exec.events.borrow_mut().record(
+            true,
+            "Unhealthy",
+            &pod_ref(&uid),
+            &container,
+            format!("{} probe failed: {message}", kind.title()),
+        ),
+        prober::Finding::Kill { uid, container, kind, grace_secs } => {
+            exec.events.borrow_mut().record(
+                false,
+                "Killing",
+                &pod_ref(&uid),
+                &container,
+                format!(
+                    "Container {container} failed {} probe, will be restarted",
+                    kind.title().to_lowercase()
+                ),
+            );
+            exec.stop_container(&uid, &container, grace_secs);
+        }
+    }
+}
+
+/// Rewrites the ConfigMap and Secret volumes of the pods that run, when the node's ConfigMaps
+/// or Secrets changed (their resource versions are compared, not their content).
+fn refresh_projected_volumes(
+    paths: &Paths,
+    wanted: &Desired,
+    observed: &Observed,
+    before: &mut Option<Vec<(String, String, String)>>,
+) {
+    let key: Vec<(String, String, String)> = wanted
+        .config_maps
+        .iter()
+        .chain(wanted.secrets.iter())
+        .map(|c| (c.namespace.clone(), c.name.clone(), c.resource_version.clone()))
+        .collect();
+    if before.as_ref() == Some(&key) {
+        return;
+    }
+    for d in &wanted.pods {
+        let Some(uid) = d.metadata.uid.as_deref() else { continue };
+        if observed.pods.get(uid).is_none_or(|p| p.sandbox != SandboxState::Ready) {
+            continue;
+        }
+        let vols = crate::runtime::volumes::PodVolumes::new(&paths.pod(uid));
+        for v in vols.refresh(&d.spec, d.metadata.namespace(), &wanted.config_maps, &wanted.secrets) {
+            tracing::info!(pod = d.metadata.name(), volume = v, "projected volume updated");
+        }
+    }
+    *before = Some(key);
 }
 
 /// Builds status reports for the hub: sent when anything in them changed, and at least every
@@ -628,7 +779,7 @@ mod tests {
         };
         std::fs::write(dir.path().join("p.yaml"), pod("a")).unwrap();
         let pods = |dir: &Path| {
-            let (d, errs) = static_manifests(dir);
+            let (d, errs) = static_manifests(dir, "n1", &BTreeMap::new());
             assert!(errs.is_empty(), "{errs:?}");
             d.pods
         };

@@ -35,6 +35,14 @@ impl Paths {
     pub fn logs(&self, uid: &str, name: &str) -> PathBuf {
         self.pod(uid).join("logs").join(name)
     }
+    /// The pod's OCI bundles (config.json and the rootfs mount point), in the run directory:
+    /// a config.json can hold Secret values, which must not reach the disk.
+    pub fn bundles(&self, uid: &str) -> PathBuf {
+        self.run.join("bundles").join(uid)
+    }
+    pub fn bundle(&self, uid: &str, name: &str) -> PathBuf {
+        self.bundles(uid).join(name)
+    }
     pub fn sandbox_info(&self, uid: &str) -> PathBuf {
         self.run.join("sandboxes").join(format!("{uid}.json"))
     }

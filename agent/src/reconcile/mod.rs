@@ -132,6 +132,10 @@ pub enum ObservedState {
         message: String,
         since_ms: u64,
         attempts: u32,
+        /// The pod's configuration is at fault (a missing ConfigMap, Secret or key, runAsNonRoot
+        /// with a root image): the kubelet's `CreateContainerConfigError`.
+        #[serde(default)]
+        config: bool,
     },
 }
 

@@ -205,8 +205,10 @@ fn container_step(ctx: &Ctx, c: &Container, rec: &ContainerRecord, init: bool, m
             let actions = std::iter::once(remove).chain(more).collect();
             Step { actions, wake, state: shown.unwrap_or(crash_loop) }
         }
-        ObservedState::CreateFailed { message, since_ms, attempts } => {
-            let failed = waiting(status::CREATE_CONTAINER_ERROR, Some(message.clone()));
+        ObservedState::CreateFailed { message, since_ms, attempts, config } => {
+            let reason =
+                if *config { status::CREATE_CONTAINER_CONFIG_ERROR } else { status::CREATE_CONTAINER_ERROR };
+            let failed = waiting(reason, Some(message.clone()));
             let due = deadline(*since_ms, retry_delay_ms(*attempts));
             if !may_start {
                 Step::shows(failed)

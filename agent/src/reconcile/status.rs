@@ -13,6 +13,7 @@ pub(super) const CONTAINER_CREATING: &str = "ContainerCreating";
 pub(super) const POD_INITIALIZING: &str = "PodInitializing";
 pub(super) const CRASH_LOOP_BACK_OFF: &str = "CrashLoopBackOff";
 pub(super) const CREATE_CONTAINER_ERROR: &str = "CreateContainerError";
+pub(super) const CREATE_CONTAINER_CONFIG_ERROR: &str = "CreateContainerConfigError";
 pub(super) const ERR_IMAGE_PULL: &str = "ErrImagePull";
 pub(super) const IMAGE_PULL_BACK_OFF: &str = "ImagePullBackOff";
 pub(super) const ERR_IMAGE_NEVER_PULL: &str = "ErrImageNeverPull";

@@ -754,8 +754,12 @@ fn crash_loop_status_reads_like_the_kubelet() {
 #[test]
 fn create_failures_back_off() {
     let failed = |attempts| {
-        let mut r =
-            rec(ObservedState::CreateFailed { message: "no such file".into(), since_ms: 1_000, attempts });
+        let mut r = rec(ObservedState::CreateFailed {
+            message: "no such file".into(),
+            since_ms: 1_000,
+            attempts,
+            config: false,
+        });
         r.backoff_step = 3;
         ready(vec![("web", r)])
     };
@@ -782,6 +786,22 @@ fn create_failures_back_off() {
             "Pending | web=CreateContainerError",
         ),
     ]);
+    // A configuration error (missing ConfigMap key, runAsNonRoot with a root image) is the
+    // kubelet's CreateContainerConfigError, retried on the same schedule.
+    let config_failed = {
+        let r = rec(ObservedState::CreateFailed {
+            message: "configmap \"app\" not found".into(),
+            since_ms: 1_000,
+            attempts: 1,
+            config: true,
+        });
+        ready(vec![("web", r)])
+    };
+    check(vec![case("config error", p(), config_failed, 5_000).expect(
+        vec![],
+        Some(11_000),
+        "Pending | web=CreateContainerConfigError",
+    )]);
 }
 
 // ---- pods no longer desired --------------------------------------------------------------
@@ -1093,7 +1113,12 @@ fn extreme_inputs_do_not_panic() {
             since_ms: u64::MAX,
             attempts: u32::MAX,
         }),
-        rec(ObservedState::CreateFailed { message: String::new(), since_ms: u64::MAX, attempts: 0 }),
+        rec(ObservedState::CreateFailed {
+            message: String::new(),
+            since_ms: u64::MAX,
+            attempts: 0,
+            config: false,
+        }),
     ];
     for r in records {
         for policy in [None, Some("Never"), Some("OnFailure")] {
@@ -1112,7 +1137,10 @@ fn observed_state_round_trips_through_json() {
         ("a", exited(0, 9, 8)),
         ("b", not_created(pull_failed(1, 2))),
         ("web", running(30)),
-        ("x", rec(ObservedState::CreateFailed { message: "m".into(), since_ms: 1, attempts: 1 })),
+        (
+            "x",
+            rec(ObservedState::CreateFailed { message: "m".into(), since_ms: 1, attempts: 1, config: false }),
+        ),
     ]);
     let text = serde_json::to_string(&obs).unwrap();
     assert_eq!(serde_json::from_str::<Observed>(&text).unwrap(), obs);

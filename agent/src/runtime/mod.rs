@@ -1,10 +1,12 @@
 //! The container runtime: OCI specs from pod specs, and (in `shim`) the single-threaded helper
 //! process that creates and supervises one container through libcontainer.
 
+pub mod exec;
 pub mod sandbox;
 pub mod seccomp;
 pub mod shim;
 pub mod spec;
+pub mod volumes;
 
 /// Gives a freshly started helper (shim or sandbox holder), and so the containers it starts,
 /// the signal state a process expects: nothing blocked (the agent blocks SIGTERM and SIGINT

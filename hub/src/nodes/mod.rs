@@ -51,7 +51,11 @@ struct NodeMemory {
 }
 
 fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+    let now = time::OffsetDateTime::now_utc();
+    now.replace_nanosecond(0)
+        .unwrap_or(now)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 /// The running node link, for the API handlers that talk to nodes (logs).
@@ -103,7 +107,15 @@ async fn pusher_task(store: Store, link: Link, topics: Topics, republish: Arc<No
         tokio::select! {
             r = feed.recv() => {
                 match r {
-                    Ok(c) if !matches!(c.kind, Kind::Pod | Kind::ConfigMap | Kind::Secret | Kind::Node) => continue,
+                    Ok(c) if !matches!(
+                        c.kind,
+                        Kind::Pod
+                            | Kind::ConfigMap
+                            | Kind::Secret
+                            | Kind::Node
+                            | Kind::PersistentVolume
+                            | Kind::PersistentVolumeClaim
+                    ) => continue,
                     Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 }
@@ -113,17 +125,21 @@ async fn pusher_task(store: Store, link: Link, topics: Topics, republish: Arc<No
         tokio::time::sleep(Duration::from_millis(50)).await;
         while feed.try_recv().is_ok() {}
         let revision = store.revision();
-        let (nodes, pods, cms, secrets) = (
+        let (nodes, pods, cms, secrets, volumes, claims) = (
             list(&store, Kind::Node).await,
             list(&store, Kind::Pod).await,
             list(&store, Kind::ConfigMap).await,
             list(&store, Kind::Secret).await,
+            list(&store, Kind::PersistentVolume).await,
+            list(&store, Kind::PersistentVolumeClaim).await,
         );
         let snaps = pusher::snapshots(&pusher::Inputs {
             nodes: &nodes,
             pods: &pods,
             config_maps: &cms,
             secrets: &secrets,
+            volumes: &volumes,
+            claims: &claims,
         });
         for (node, mut snap) in snaps {
             let digest = pusher::content_digest(&snap);
@@ -201,6 +217,13 @@ async fn ingest_task(
                     Err(e) => tracing::warn!(node, error = %e, "bad log chunk"),
                 }
             }
+            (NodeTopic::Events, Some(MessageKind::Events)) => {
+                match wire::decode::<wire::Events>(&payload, MAX_INBOUND) {
+                    Ok(b) if b.node == node => take_events(&store, &node, b.events).await,
+                    Ok(b) => tracing::warn!(node, claimed = b.node, "events naming another node"),
+                    Err(e) => tracing::warn!(node, error = %e, "bad events"),
+                }
+            }
             (NodeTopic::Presence, Some(MessageKind::Presence)) => {
                 if let Ok(p) = wire::decode::<Presence>(&payload, MAX_INBOUND) {
                     take_presence(&store, &memory, &node, p).await;
@@ -218,6 +241,52 @@ fn lock(m: &Mutex<NodeMemory>) -> std::sync::MutexGuard<'_, NodeMemory> {
 async fn write(store: &Store, kind: Kind, object: Value, mode: Mode) {
     if let Err(e) = store.write(WriteOp::Put { kind, object, mode }, false).await {
         tracing::warn!(kind = ?kind, error = %e, "writing a node's report");
+    }
+}
+
+/// Most events taken from one batch: a node cannot flood the store.
+const MAX_EVENTS_PER_BATCH: usize = 100;
+
+/// A node's events about its pods (and itself) become events of those objects, shown by
+/// `describe`. Only pods bound to the node may be named: a node cannot write events about
+/// another node's pods.
+async fn take_events(store: &Store, node: &str, events: Vec<wire::Event>) {
+    for ev in events.into_iter().take(MAX_EVENTS_PER_BATCH) {
+        let (kind, namespace, name, uid) = if ev.pod.is_empty() {
+            (Kind::Node, String::new(), node.to_string(), String::new())
+        } else {
+            let Some((ns, name)) = ev.pod.split_once('/') else { continue };
+            let Ok(Some(pod)) = store.get(Kind::Pod, ns, name).await else { continue };
+            if pod.pointer("/spec/nodeName").and_then(Value::as_str) != Some(node) {
+                tracing::warn!(node, pod = ev.pod, "an event about a pod of another node ignored");
+                continue;
+            }
+            let uid = pod.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_string();
+            (Kind::Pod, ns.to_string(), name.to_string(), uid)
+        };
+        // The hub's clock, not the device's: devices without an RTC may not know the time.
+        let time = now_rfc3339();
+        let message = if ev.container.is_empty() || ev.message.contains(&ev.container) {
+            ev.message
+        } else {
+            format!("{} (container {})", ev.message, ev.container)
+        };
+        let record = crate::store::EventRecord {
+            namespace,
+            kind: kind.info().kind.to_string(),
+            name,
+            uid,
+            type_: if ev.warning { "Warning" } else { "Normal" }.into(),
+            reason: ev.reason.chars().take(128).collect(),
+            message: message.chars().take(1024).collect(),
+            source: format!("kubelet, {node}"),
+            count: 1,
+            first_time: time.clone(),
+            last_time: time,
+        };
+        if let Err(e) = store.write(WriteOp::Event(record), false).await {
+            tracing::warn!(node, error = %e, "recording a node's event");
+        }
     }
 }
 

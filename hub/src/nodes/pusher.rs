@@ -1,6 +1,6 @@
 //! What each node must run (pure): from the stored pods, ConfigMaps, Secrets and Nodes, the
 //! content of every node's desired snapshot: the pods bound to it (`spec.nodeName`) and the
-//! ConfigMaps and Secrets those pods read, resolved. The caller publishes a snapshot only when
+//! ConfigMaps and Secrets those pods read, resolved, and the volumes their claims are bound to. The caller publishes a snapshot only when
 //! its content changed, under a generation that only grows (the store's revision).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -8,8 +8,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use flotilla_shared::api::{ConfigMap, ObjectMeta, PodSpec, Secret};
-use flotilla_shared::wire::{ConfigData, DesiredPod, DesiredSnapshot};
+use flotilla_shared::api::{ConfigMap, ObjectMeta, PersistentVolume, PersistentVolumeClaim, PodSpec, Secret};
+use flotilla_shared::selector::Labels;
+use flotilla_shared::volume_binding;
+use flotilla_shared::wire::{ClaimVolume, ConfigData, DesiredPod, DesiredSnapshot};
 
 /// Secret types the hub keeps for itself (node credentials, join tokens): never sent to nodes.
 pub const INTERNAL_SECRET_TYPES: &[&str] = &[
@@ -26,6 +28,8 @@ pub struct Inputs<'a> {
     pub pods: &'a [Value],
     pub config_maps: &'a [Value],
     pub secrets: &'a [Value],
+    pub volumes: &'a [Value],
+    pub claims: &'a [Value],
 }
 
 /// (namespace, name).
@@ -33,6 +37,10 @@ type Key = (String, String);
 
 fn rv(meta: &ObjectMeta) -> String {
     meta.resource_version.clone().unwrap_or_default()
+}
+
+fn parse_all<T: serde::de::DeserializeOwned>(objects: &[Value]) -> Vec<T> {
+    objects.iter().filter_map(|o| serde_json::from_value(o.clone()).ok()).collect()
 }
 
 /// The snapshot content of every node (generation 0: the caller stamps it). Every Node object
@@ -46,6 +54,7 @@ pub fn snapshots(inputs: &Inputs<'_>) -> BTreeMap<String, DesiredSnapshot> {
         config_maps: Vec::new(),
         secrets: Vec::new(),
         registry_auth: Vec::new(),
+        claims: Vec::new(),
     };
     for n in inputs.nodes {
         if let Some(name) = n.pointer("/metadata/name").and_then(Value::as_str) {
@@ -63,6 +72,35 @@ pub fn snapshots(inputs: &Inputs<'_>) -> BTreeMap<String, DesiredSnapshot> {
             .collect()
     };
     let (cms, secrets) = (by_key(inputs.config_maps), by_key(inputs.secrets));
+    // Claims bind to volumes by Kubernetes' rules; a bound local or hostPath volume that may be
+    // used on the pod's node is sent along with the pod.
+    let (volumes, claims): (Vec<PersistentVolume>, Vec<PersistentVolumeClaim>) =
+        (parse_all(inputs.volumes), parse_all(inputs.claims));
+    let bindings = volume_binding::bind(&volumes, &claims);
+    let node_labels: BTreeMap<&str, Labels> = inputs
+        .nodes
+        .iter()
+        .filter_map(|n| {
+            let name = n.pointer("/metadata/name")?.as_str()?;
+            let labels =
+                serde_json::from_value(n.pointer("/metadata/labels").cloned().unwrap_or_default()).ok();
+            Some((name, labels.unwrap_or_default()))
+        })
+        .collect();
+    let claim_volume = |node: &str, ns: &str, claim: &str| -> Option<ClaimVolume> {
+        let name = bindings.get(&(ns.to_string(), claim.to_string()))?;
+        let v = volumes.iter().find(|v| v.metadata.name() == name)?;
+        let labels = node_labels.get(node).cloned().unwrap_or_default();
+        if !volume_binding::fits_node(v, node, &labels) {
+            return None;
+        }
+        Some(ClaimVolume {
+            namespace: ns.to_string(),
+            claim: claim.to_string(),
+            volume: name.clone(),
+            host_path: volume_binding::host_source(v)?,
+        })
+    };
     // (namespace, name) of the ConfigMaps and Secrets each node needs.
     let mut wants: BTreeMap<String, (BTreeSet<Key>, BTreeSet<Key>)> = BTreeMap::new();
     for p in inputs.pods {
@@ -79,6 +117,14 @@ pub fn snapshots(inputs: &Inputs<'_>) -> BTreeMap<String, DesiredSnapshot> {
         let w = wants.entry(node.to_string()).or_default();
         w.0.extend(spec.config_map_names().into_iter().map(|n| (ns.clone(), n.to_string())));
         w.1.extend(spec.secret_names().into_iter().map(|n| (ns.clone(), n.to_string())));
+        let snap = out.entry(node.to_string()).or_insert_with(|| empty(node));
+        for c in spec.volumes.iter().flatten().filter_map(|v| v.persistent_volume_claim.as_ref()) {
+            if let Some(cv) = claim_volume(node, &ns, &c.claim_name) {
+                if !snap.claims.contains(&cv) {
+                    snap.claims.push(cv);
+                }
+            }
+        }
         out.entry(node.to_string()).or_insert_with(|| empty(node)).pods.push(DesiredPod { metadata, spec });
     }
     for (node, (cm_keys, secret_keys)) in wants {
@@ -167,7 +213,13 @@ mod tests {
             json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"namespace": "apps", "name": "db-pass", "resourceVersion": "7"}, "stringData": {"p": "s3cret"}}),
             json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"namespace": "other", "name": "db-pass"}, "stringData": {"p": "not this one"}}),
         ];
-        let s = snapshots(&Inputs { nodes: &nodes, pods: &pods, config_maps: &cms, secrets: &secrets });
+        let s = snapshots(&Inputs {
+            nodes: &nodes,
+            pods: &pods,
+            config_maps: &cms,
+            secrets: &secrets,
+            ..Default::default()
+        });
         assert_eq!(
             s.keys().collect::<Vec<_>>(),
             ["idle", "pi-1", "pi-2"],
@@ -192,7 +244,13 @@ mod tests {
         let secrets = [
             json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"namespace": "flotilla-system", "name": "node-pi-1"}, "type": "flotilla.io/node-credentials", "stringData": {"passwordHash": "h"}}),
         ];
-        let s = snapshots(&Inputs { nodes: &[], pods: &pods, config_maps: &[], secrets: &secrets });
+        let s = snapshots(&Inputs {
+            nodes: &[],
+            pods: &pods,
+            config_maps: &[],
+            secrets: &secrets,
+            ..Default::default()
+        });
         assert!(s["pi-1"].secrets.is_empty());
 
         let mut a = s["pi-1"].clone();
@@ -202,5 +260,51 @@ mod tests {
         assert_eq!(content_digest(&a), d, "generation and resourceVersion are not content");
         a.pods[0].spec.containers[0].image = Some("busybox:2".into());
         assert_ne!(content_digest(&a), d);
+    }
+
+    #[test]
+    fn bound_claims_go_with_their_pods_to_nodes_the_volume_fits() {
+        let nodes = [
+            json!({"metadata": {"name": "pi-1", "labels": {"kubernetes.io/hostname": "pi-1"}}}),
+            json!({"metadata": {"name": "pi-2", "labels": {"kubernetes.io/hostname": "pi-2"}}}),
+        ];
+        let uses = |claim: &str| json!({"volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}]});
+        let pods = [
+            pod("apps", "db", Some("pi-1"), uses("db-data")),
+            pod("apps", "stray", Some("pi-2"), uses("db-data")),
+            pod("apps", "cache", Some("pi-2"), uses("cache")),
+            pod("apps", "orphan", Some("pi-2"), uses("nobody")),
+        ];
+        let volumes = [
+            json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "pi-1-disk"},
+                "spec": {"capacity": {"storage": "10Gi"}, "accessModes": ["ReadWriteOnce"], "local": {"path": "/mnt/disk"},
+                    "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                        {"key": "kubernetes.io/hostname", "operator": "In", "values": ["pi-1"]}]}]}}}}),
+            json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "scratch"},
+                "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                    "hostPath": {"path": "/srv/scratch", "type": "DirectoryOrCreate"}}}),
+        ];
+        let claim = |name: &str, size: &str| {
+            json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"namespace": "apps", "name": name},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}}})
+        };
+        let claims = [claim("db-data", "5Gi"), claim("cache", "1Gi")];
+        let s = snapshots(&Inputs {
+            nodes: &nodes,
+            pods: &pods,
+            volumes: &volumes,
+            claims: &claims,
+            ..Default::default()
+        });
+        let pi1 = &s["pi-1"].claims;
+        assert_eq!(pi1.len(), 1);
+        assert_eq!(
+            (pi1[0].claim.as_str(), pi1[0].volume.as_str(), pi1[0].host_path.path.as_str()),
+            ("db-data", "pi-1-disk", "/mnt/disk")
+        );
+        // pi-2 gets the hostPath volume; the local one of pi-1 never reaches it, nor an unknown claim.
+        let pi2: Vec<_> = s["pi-2"].claims.iter().map(|c| (c.claim.as_str(), c.volume.as_str())).collect();
+        assert_eq!(pi2, [("cache", "scratch")]);
     }
 }

@@ -27,6 +27,10 @@ pub struct DesiredSnapshot {
     /// Credentials for the registries the pods pull from (from imagePullSecrets).
     #[serde(default)]
     pub registry_auth: Vec<RegistryAuth>,
+    /// The bound PersistentVolumeClaims the pods use, resolved to their volumes on this node.
+    /// Absent when empty (snapshots without claims encode as before).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub claims: Vec<ClaimVolume>,
 }
 
 impl Message for DesiredSnapshot {
@@ -38,6 +42,18 @@ impl Message for DesiredSnapshot {
 pub struct DesiredPod {
     pub metadata: ObjectMeta,
     pub spec: PodSpec,
+}
+
+/// A PersistentVolumeClaim bound to a `local` or `hostPath` PersistentVolume: what the agent
+/// mounts for a pod's `persistentVolumeClaim` volume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimVolume {
+    pub namespace: String,
+    pub claim: String,
+    /// The PersistentVolume's name.
+    pub volume: String,
+    /// Where the volume lives on the node (a local volume's path has no type: it must exist).
+    pub host_path: crate::api::HostPathVolumeSource,
 }
 
 /// The resolved contents of a ConfigMap or Secret.

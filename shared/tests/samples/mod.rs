@@ -56,6 +56,7 @@ pub fn pod_spec() -> PodSpec {
 
 pub fn desired() -> DesiredSnapshot {
     DesiredSnapshot {
+        claims: vec![],
         node: "pi-1".into(),
         generation: 42,
         pods: vec![DesiredPod {

@@ -314,10 +314,20 @@ pub(super) fn container(
                 }
             }
             if let Some(f) = &src.field_ref {
-                if !FIELD_REFS.contains(&f.field_path.as_str()) {
+                let keyed = ["metadata.labels['", "metadata.annotations['"].iter().any(|pre| {
+                    f.field_path
+                        .strip_prefix(pre)
+                        .and_then(|k| k.strip_suffix("']"))
+                        .is_some_and(|k| !k.is_empty() && !k.contains('\''))
+                });
+                if !keyed && !FIELD_REFS.contains(&f.field_path.as_str()) {
                     e.add(
                         &format!("{p}.valueFrom.fieldRef.fieldPath"),
-                        format!("must be one of {} (got {:?})", FIELD_REFS.join(", "), f.field_path),
+                        format!(
+                            "must be one of {}, metadata.labels['KEY'], metadata.annotations['KEY'] (got {:?})",
+                            FIELD_REFS.join(", "),
+                            f.field_path
+                        ),
                     );
                 }
                 if let Some(v) = f.api_version.as_deref() {
