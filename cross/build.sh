@@ -151,6 +151,11 @@ done
 if [ ${#std_from_src[@]} -gt 0 ] && [ ! -d "$toolchain_sysroot/lib/rustlib/src/rust/library" ]; then
   rustup component add rust-src
 fi
+if [ ${#std_from_src[@]} -gt 0 ]; then
+  # The std build's own dependencies (object, addr2line, ...) must be in the local registry:
+  # the second invocation below runs offline.
+  RUSTC_BOOTSTRAP=1 cargo fetch --locked -q --manifest-path "$toolchain_sysroot/lib/rustlib/src/rust/library/Cargo.toml"
+fi
 echo "prebuilt std: ${std_prebuilt[*]:-none}; std from source: ${std_from_src[*]:-none}"
 
 # ---------------------------------------------------------------------------------------------
