@@ -141,6 +141,7 @@ pub struct LocalObjectReference {
 pub struct ContainerPort {
     pub container_port: i32,
     pub host_port: Option<i32>,
+    #[serde(rename = "hostIP")]
     pub host_ip: Option<String>,
     pub protocol: Option<Protocol>,
     pub name: Option<String>,

@@ -23,7 +23,9 @@ pub struct PodStatus {
     pub conditions: Option<Vec<Condition>>,
     pub container_statuses: Option<Vec<ContainerStatus>>,
     pub init_container_statuses: Option<Vec<ContainerStatus>>,
+    #[serde(rename = "hostIP")]
     pub host_ip: Option<String>,
+    #[serde(rename = "podIP")]
     pub pod_ip: Option<String>,
     pub start_time: Option<String>,
     pub reason: Option<String>,
