@@ -45,6 +45,9 @@ impl Drop for Agent {
 }
 
 struct Node {
+    /// Kills what the agent started and detaches its mounts when the test ends, passing or
+    /// not (containers outlive their agent by design). Dropped before the directory.
+    _device: flotilla_tests::device::Device,
     _tmp: tempfile::TempDir,
     root: PathBuf,
     state: PathBuf,
@@ -72,7 +75,8 @@ impl Node {
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        Some(Node { _tmp: tmp, root, state, run, manifests })
+        let device = flotilla_tests::device::Device::new(&state, &run);
+        Some(Node { _device: device, _tmp: tmp, root, state, run, manifests })
     }
 
     fn write(&self, file: &str, yaml: &str) {
