@@ -7,5 +7,6 @@ pub mod cli;
 pub mod controllers;
 pub mod mqtt;
 pub mod nodes;
+pub mod scheduler;
 pub mod serve;
 pub mod store;

@@ -28,6 +28,7 @@ pub struct ServeOptions {
     pub tls_ca: Option<PathBuf>,
     pub body_limit: usize,
     pub mqtt: MqttServeOptions,
+    pub controllers: crate::controllers::Settings,
 }
 
 /// The MQTT side of `serve`: the embedded broker (default) or an external one.
@@ -252,7 +253,7 @@ pub async fn serve(
         tokio::task::spawn_blocking(move || Store::open(&dir)).await.context("opening the store")??;
     let token = ensure_token(&opts.data_dir)?;
     let (broker, advertise, described, node_link) = start_mqtt(&opts, &store).await?;
-    crate::controllers::start(store.clone());
+    crate::controllers::start(store.clone(), opts.controllers);
     let state = Arc::new(ApiState {
         store: store.clone(),
         tokens: vec![token],

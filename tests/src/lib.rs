@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 pub mod device;
+pub mod fleet;
 
 /// `target/<profile>/` of the running test executable.
 fn target_dir() -> PathBuf {

@@ -13,91 +13,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use flotilla_shared::wire::{self, DesiredSnapshot, NodeInfo, StatusReport};
-use flotilla_tests::device::{alive, container_pid, import_busybox, wait_for, Agent, Device, Netns};
+use flotilla_tests::device::{alive, container_pid, wait_for};
+use flotilla_tests::fleet::{free_port, get_json, ok, ready, root, wait, Node};
 use flotilla_tests::Hub;
 use serde_json::Value;
-
-fn root() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    assert!(std::env::var_os("CI").is_none(), "this test needs root (CI runs it as root)");
-    false
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("0.0.0.0:0").unwrap().local_addr().unwrap().port()
-}
-
-fn ok(out: std::process::Output) -> String {
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn get_json(hub: &Hub, args: &[&str]) -> Option<Value> {
-    let out = hub.cli(args, None);
-    out.status.success().then(|| serde_json::from_slice(&out.stdout).ok()).flatten()
-}
-
-/// One device: its host (network namespace), directories and agent.
-struct Node {
-    name: String,
-    ns: Netns,
-    state: PathBuf,
-    run: PathBuf,
-    config: PathBuf,
-    agent: Option<Agent>,
-    device: Device,
-}
-
-impl Node {
-    fn new(tmp: &Path, name: &str) -> Node {
-        let (state, run) = (tmp.join(format!("{name}-state")), tmp.join(format!("{name}-run")));
-        import_busybox(&state, tmp);
-        Node {
-            name: name.into(),
-            ns: Netns::create(),
-            config: tmp.join(format!("{name}.json")),
-            device: Device::new(&state, &run),
-            state,
-            run,
-            agent: None,
-        }
-    }
-
-    fn start(&mut self) {
-        self.agent = Some(Agent::start(&self.state, &self.run, &self.config, Some(&self.ns)));
-    }
-
-    fn log(&self) -> PathBuf {
-        self.state.with_extension("log")
-    }
-
-    fn password(&self) -> String {
-        let cfg: Value = serde_json::from_slice(&std::fs::read(&self.config).unwrap()).unwrap();
-        cfg["password"].as_str().unwrap().to_string()
-    }
-}
-
-fn logs<'a>(hub: &'a Hub, nodes: &'a [Node]) -> Vec<PathBuf> {
-    let mut v = vec![hub.log.clone()];
-    v.extend(nodes.iter().map(Node::log));
-    v
-}
-
-fn wait(what: &str, hub: &Hub, nodes: &[Node], f: impl FnMut() -> bool) {
-    let l = logs(hub, nodes);
-    let refs: Vec<&Path> = l.iter().map(PathBuf::as_path).collect();
-    wait_for(what, 90, &refs, f);
-}
-
-fn ready(hub: &Hub, node: &str) -> bool {
-    get_json(hub, &["get", "node", node, "-o", "json"]).is_some_and(|n| {
-        n["status"]["conditions"]
-            .as_array()
-            .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
-    })
-}
 
 const WORKLOADS: &str = "\
 apiVersion: apps/v1

@@ -5,6 +5,7 @@
 mod apply;
 mod broker_config;
 mod client;
+mod drain;
 mod get;
 pub mod print;
 mod validate;
@@ -104,6 +105,10 @@ pub enum Command {
         /// Seconds without a report after which a node is NotReady.
         #[arg(long, default_value_t = 40)]
         node_grace_seconds: u64,
+        /// Seconds a pod stays on a node that is not Ready before it is replaced on another
+        /// node (pods' own NoExecute tolerations take precedence).
+        #[arg(long, default_value_t = 300)]
+        not_ready_toleration_seconds: u64,
         /// The root of every MQTT topic (agents get it in their configuration).
         #[arg(long, default_value = flotilla_shared::wire::topics::DEFAULT_ROOT)]
         topic_root: String,
@@ -137,6 +142,29 @@ pub enum Command {
         files: Vec<PathBuf>,
         #[arg(short = 'n', long)]
         namespace: Option<String>,
+    },
+    /// Mark nodes unschedulable: running pods stay, new pods go elsewhere.
+    Cordon {
+        #[arg(required = true)]
+        nodes: Vec<String>,
+    },
+    /// Mark nodes schedulable again.
+    Uncordon {
+        #[arg(required = true)]
+        nodes: Vec<String>,
+    },
+    /// Cordon a node and evict its pods (their controllers recreate them on other nodes).
+    Drain {
+        node: String,
+        /// Leave DaemonSet pods in place (without it, they stop the drain).
+        #[arg(long)]
+        ignore_daemonsets: bool,
+        /// Also evict pods that no controller will recreate.
+        #[arg(long)]
+        force: bool,
+        /// How long to wait for the pods to be gone: seconds, or a number with s, m, h or d.
+        #[arg(long, default_value = "5m", value_parser = parse_ttl)]
+        timeout: u64,
     },
     /// Print a container's log, fetched from its node through MQTT.
     Logs {
@@ -331,6 +359,7 @@ async fn run_async(global: &Global, command: Command) -> anyhow::Result<i32> {
             broker_ca,
             advertise_broker,
             node_grace_seconds,
+            not_ready_toleration_seconds,
             topic_root,
         } => {
             let external = match broker {
@@ -361,6 +390,9 @@ async fn run_async(global: &Global, command: Command) -> anyhow::Result<i32> {
                     node_grace: std::time::Duration::from_secs(node_grace_seconds),
                     topic_root,
                 },
+                controllers: crate::controllers::Settings {
+                    not_ready_toleration: std::time::Duration::from_secs(not_ready_toleration_seconds),
+                },
             };
             serve::serve(opts, serve::shutdown_signal()).await?;
             Ok(0)
@@ -374,6 +406,18 @@ async fn run_async(global: &Global, command: Command) -> anyhow::Result<i32> {
             apply::delete(&global.connection(), &args, &files, namespace).await
         }
         Command::Create(args) => apply::create(&global.connection(), args).await,
+        Command::Cordon { nodes } => drain::cordon(&global.connection(), &nodes, true).await,
+        Command::Uncordon { nodes } => drain::cordon(&global.connection(), &nodes, false).await,
+        Command::Drain { node, ignore_daemonsets, force, timeout } => {
+            drain::drain(
+                &global.connection(),
+                &node,
+                ignore_daemonsets,
+                force,
+                std::time::Duration::from_secs(timeout),
+            )
+            .await
+        }
         Command::Viewer(ViewerCommand::Add { name, output }) => {
             issue_credentials(&global.connection(), "viewers", &name, output).await
         }

@@ -1,11 +1,8 @@
-//! An interim Deployment controller, until the Controllers work brings ReplicaSets, rolling
-//! updates and the scheduler: it keeps `spec.replicas` pods of the current pod template, each
-//! owned by the Deployment, and binds them to a node itself: the template's `nodeName` if it
-//! has one, else the Ready node that runs the fewest of the Deployment's pods. Pods of an older
-//! template are replaced all at once (like `strategy: Recreate`); a pod created unbound while
-//! no node was Ready is replaced by a bound one once a node is. The decision is pure.
-
-use std::collections::BTreeMap;
+//! An interim Deployment controller, until the Controllers work brings ReplicaSets and rolling
+//! updates: it keeps `spec.replicas` pods of the current pod template, each owned by the
+//! Deployment, and leaves their placement to the scheduler (which spreads a controller's pods).
+//! Pods of an older template are replaced all at once (like `strategy: Recreate`). The decision
+//! is pure.
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -35,14 +32,9 @@ fn node_of(pod: &Value) -> Option<&str> {
     pod.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty())
 }
 
-/// Decides for one Deployment. `pods` are the pods it owns; `ready_nodes` the names of Ready,
-/// schedulable nodes; `suffix` yields random name suffixes.
-pub fn reconcile(
-    deploy: &Value,
-    pods: &[Value],
-    ready_nodes: &[String],
-    mut suffix: impl FnMut() -> String,
-) -> Vec<Action> {
+/// Decides for one Deployment. `pods` are the pods it owns; `suffix` yields random name
+/// suffixes.
+pub fn reconcile(deploy: &Value, pods: &[Value], mut suffix: impl FnMut() -> String) -> Vec<Action> {
     let mut actions = Vec::new();
     let name = deploy.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
     let namespace = deploy.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default");
@@ -52,32 +44,12 @@ pub fn reconcile(
     let want = deploy.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1).max(0) as usize;
     let live: Vec<&Value> =
         pods.iter().filter(|p| p.pointer("/metadata/deletionTimestamp").is_none()).collect();
-    let fixed = template.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty());
-    let can_bind = fixed.is_some() || !ready_nodes.is_empty();
     let (current, old): (Vec<&Value>, Vec<&Value>) = live.iter().partition(|p| {
         p.pointer("/metadata/labels/pod-template-hash").and_then(Value::as_str) == Some(&hash)
-            && (node_of(p).is_some() || !can_bind)
     });
     for p in &old {
         actions.push(Action::Delete(p["metadata"]["name"].as_str().unwrap_or_default().to_string()));
     }
-    // Per-node counts for spreading.
-    let mut load: BTreeMap<&str, usize> = ready_nodes.iter().map(|n| (n.as_str(), 0)).collect();
-    for p in &current {
-        if let Some(n) = node_of(p) {
-            if let Some(c) = load.get_mut(n) {
-                *c += 1;
-            }
-        }
-    }
-    let pick = |load: &mut BTreeMap<&str, usize>| -> Option<String> {
-        if let Some(n) = fixed {
-            return Some(n.to_string());
-        }
-        let (n, c) = load.iter_mut().min_by_key(|(n, c)| (**c, *n))?;
-        *c += 1;
-        Some(n.to_string())
-    };
     if current.len() > want {
         // Scale down: unbound and not-ready pods first, then the newest names.
         let mut extra: Vec<&&Value> = current.iter().collect();
@@ -97,14 +69,14 @@ pub fn reconcile(
             meta["name"] = format!("{name}-{hash}-{}", suffix()).into();
             meta["namespace"] = namespace.into();
             meta["labels"]["pod-template-hash"] = hash.clone().into();
+            if template.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty()) {
+                meta["annotations"][super::lifecycle::PINNED_ANNOTATION] = "true".into();
+            }
             meta["ownerReferences"] = json!([{
                 "apiVersion": "apps/v1", "kind": "Deployment", "name": name, "uid": uid,
                 "controller": true, "blockOwnerDeletion": true,
             }]);
-            let mut spec = template.get("spec").cloned().unwrap_or_else(|| json!({}));
-            if let Some(node) = pick(&mut load) {
-                spec["nodeName"] = node.into();
-            }
+            let spec = template.get("spec").cloned().unwrap_or_else(|| json!({}));
             actions.push(Action::Create(
                 json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}),
             ));
@@ -158,18 +130,17 @@ mod tests {
     }
 
     #[test]
-    fn replicas_spread_over_ready_nodes_and_are_owned() {
+    fn replicas_are_created_unbound_and_owned() {
         let d = deploy(3, None);
-        let nodes = vec!["a".to_string(), "b".to_string()];
         let mut n = 0;
-        let actions = reconcile(&d, &[pod_of(&d, "web-x", "a")], &nodes, || {
+        let actions = reconcile(&d, &[pod_of(&d, "web-x", "a")], || {
             n += 1;
             format!("s{n}")
         });
         let hash = template_hash(&d["spec"]["template"]);
         assert_eq!(
             creates(&actions),
-            vec![(format!("web-{hash}-s1"), Some("b".into())), (format!("web-{hash}-s2"), Some("a".into()))]
+            vec![(format!("web-{hash}-s1"), None), (format!("web-{hash}-s2"), None)]
         );
         let Action::Create(p) = &actions[0] else { panic!() };
         assert_eq!(p["metadata"]["ownerReferences"][0]["uid"], "u1");
@@ -179,7 +150,7 @@ mod tests {
     #[test]
     fn a_template_node_name_pins_every_replica() {
         let d = deploy(2, Some("pi-1"));
-        let actions = reconcile(&d, &[], &["a".into()], || "z".into());
+        let actions = reconcile(&d, &[], || "z".into());
         assert!(creates(&actions).iter().all(|(_, n)| n.as_deref() == Some("pi-1")));
     }
 
@@ -187,26 +158,22 @@ mod tests {
     fn scale_down_and_template_change() {
         let d = deploy(1, None);
         let pods = [pod_of(&d, "web-1", "a"), pod_of(&d, "web-2", "b")];
-        let actions = reconcile(&d, &pods, &["a".into(), "b".into()], || "z".into());
+        let actions = reconcile(&d, &pods, || "z".into());
         assert_eq!(actions.iter().filter(|a| matches!(a, Action::Delete(_))).count(), 1);
         assert!(creates(&actions).is_empty());
+        // Unbound pods go first.
+        let mut pending = pod_of(&d, "web-p", "");
+        pending["spec"] = json!({});
+        let actions = reconcile(&d, &[pods[0].clone(), pending], || "z".into());
+        assert_eq!(
+            actions.iter().filter(|a| matches!(a, Action::Delete(_))).collect::<Vec<_>>(),
+            [&Action::Delete("web-p".into())]
+        );
         // A new template replaces the old pods.
         let mut d2 = d.clone();
         d2["spec"]["template"]["spec"]["containers"][0]["image"] = "busybox:2".into();
-        let actions = reconcile(&d2, &pods, &["a".into()], || "z".into());
+        let actions = reconcile(&d2, &pods, || "z".into());
         assert_eq!(actions.iter().filter(|a| matches!(a, Action::Delete(_))).count(), 2);
         assert_eq!(creates(&actions).len(), 1);
-    }
-
-    #[test]
-    fn without_ready_nodes_pods_wait_unbound_then_get_bound() {
-        let d = deploy(1, None);
-        let actions = reconcile(&d, &[], &[], || "z".into());
-        assert_eq!(creates(&actions)[0].1, None);
-        let mut pending = pod_of(&d, "web-p", "");
-        pending["spec"] = json!({});
-        let actions = reconcile(&d, &[pending], &["a".into()], || "z".into());
-        assert!(actions.contains(&Action::Delete("web-p".into())));
-        assert_eq!(creates(&actions)[0].1.as_deref(), Some("a"));
     }
 }

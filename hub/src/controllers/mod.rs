@@ -1,8 +1,10 @@
-//! Controllers: pure decisions (`deployment`) wired to the store's change feed and a periodic
-//! resync.
+//! Controllers: pure decisions (`deployment`, the `scheduler`) wired to the store's change feed
+//! and a periodic resync.
 
 pub mod deployment;
+pub mod lifecycle;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -10,29 +12,216 @@ use serde_json::Value;
 use flotilla_shared::api::Kind;
 use flotilla_shared::selector::LabelSelector;
 
+use crate::scheduler::{self, Cluster, Unschedulable};
 use crate::store::objects::Mode;
-use crate::store::{Store, WriteOp};
+use crate::store::{EventRecord, Store, WriteOp};
 
-/// Starts the controllers on the current runtime.
-pub fn start(store: Store) {
-    tokio::spawn(deployments(store));
+/// Settings of the controllers.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// How long a pod stays on a node that is not Ready before it is replaced elsewhere,
+    /// unless its tolerations say otherwise (Kubernetes' default: 300 s).
+    pub not_ready_toleration: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings { not_ready_toleration: Duration::from_secs(300) }
+    }
+}
+
+/// Starts the controllers and the scheduler on the current runtime.
+pub fn start(store: Store, settings: Settings) {
+    tokio::spawn(deployments(store.clone()));
+    tokio::spawn(scheduling(store.clone()));
+    tokio::spawn(node_lifecycle(store, settings));
+}
+
+/// Evicts the pods of nodes that stopped being Ready once their toleration ran out
+/// (`lifecycle`), checked on every node change and every 5 s.
+async fn node_lifecycle(store: Store, settings: Settings) {
+    let mut feed = store.subscribe();
+    let mut resync = tokio::time::interval(Duration::from_secs(5));
+    let default_secs = i64::try_from(settings.not_ready_toleration.as_secs()).unwrap_or(i64::MAX);
+    while next_round(&mut feed, &mut resync, &[Kind::Node]).await {
+        let (nodes, pods, volumes, claims) = (
+            list(&store, Kind::Node).await,
+            list(&store, Kind::Pod).await,
+            list(&store, Kind::PersistentVolume).await,
+            list(&store, Kind::PersistentVolumeClaim).await,
+        );
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        for e in lifecycle::evictions(&nodes, &pods, &volumes, &claims, now, default_secs) {
+            tracing::warn!(
+                namespace = e.namespace,
+                pod = e.name,
+                node = e.node,
+                taint = e.taint,
+                "evicting a pod from a node that is not Ready"
+            );
+            let op =
+                WriteOp::Delete { kind: Kind::Pod, namespace: e.namespace.clone(), name: e.name.clone() };
+            if let Err(err) = store.write(op, false).await {
+                tracing::warn!(pod = e.name, error = %err, "evicting a pod");
+                continue;
+            }
+            let message = format!("Marking for deletion Pod {}/{}", e.namespace, e.name);
+            record(
+                &store,
+                &e.namespace,
+                &e.name,
+                &e.uid,
+                false,
+                "TaintManagerEviction",
+                message,
+                "taint-eviction-controller",
+            )
+            .await;
+        }
+    }
+}
+
+/// Waits for a change of one of `kinds` or the resync period, then lets a burst settle.
+async fn next_round(
+    feed: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<crate::store::Change>>,
+    resync: &mut tokio::time::Interval,
+    kinds: &[Kind],
+) -> bool {
+    loop {
+        tokio::select! {
+            r = feed.recv() => match r {
+                Ok(c) if !kinds.contains(&c.kind) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return false,
+                _ => {}
+            },
+            _ = resync.tick() => {}
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        while feed.try_recv().is_ok() {}
+        return true;
+    }
+}
+
+/// The scheduler's loop: binds every pod that has no node (oldest first) to the node the pure
+/// scheduler picks, accounting each decision before the next. A pod that fits nowhere gets a
+/// FailedScheduling event and the PodScheduled=False condition, once per distinct message, and
+/// is tried again on every change of pods, nodes or volumes and every 5 s.
+async fn scheduling(store: Store) {
+    let mut feed = store.subscribe();
+    let mut resync = tokio::time::interval(Duration::from_secs(5));
+    // uid -> the last unschedulable message recorded.
+    let mut reported: HashMap<String, String> = HashMap::new();
+    let kinds = [Kind::Pod, Kind::Node, Kind::PersistentVolume, Kind::PersistentVolumeClaim];
+    while next_round(&mut feed, &mut resync, &kinds).await {
+        let (nodes, pods, volumes, claims) = (
+            list(&store, Kind::Node).await,
+            list(&store, Kind::Pod).await,
+            list(&store, Kind::PersistentVolume).await,
+            list(&store, Kind::PersistentVolumeClaim).await,
+        );
+        let mut cluster = Cluster::from_objects(&nodes, &pods, &volumes, &claims);
+        let mut pending: Vec<(flotilla_shared::api::Pod, &Value)> = pods
+            .iter()
+            .filter_map(|v| Some((serde_json::from_value::<flotilla_shared::api::Pod>(v.clone()).ok()?, v)))
+            .filter(|(p, _)| scheduler::wants_scheduling(p))
+            .collect();
+        pending.sort_by(|a, b| {
+            (a.0.metadata.creation_timestamp.as_deref(), a.0.metadata.name())
+                .cmp(&(b.0.metadata.creation_timestamp.as_deref(), b.0.metadata.name()))
+        });
+        let still: std::collections::HashSet<String> =
+            pending.iter().filter_map(|(p, _)| p.metadata.uid.clone()).collect();
+        reported.retain(|uid, _| still.contains(uid));
+        for (pod, raw) in pending {
+            let uid = pod.metadata.uid.clone().unwrap_or_default();
+            let (ns, name) = (pod.metadata.namespace().to_string(), pod.metadata.name().to_string());
+            match scheduler::schedule(&pod, &cluster) {
+                Ok(node) => {
+                    let mut obj = raw.clone();
+                    obj["spec"]["nodeName"] = node.clone().into();
+                    // The resourceVersion it carries makes this a compare-and-swap.
+                    let op = WriteOp::Put { kind: Kind::Pod, object: obj, mode: Mode::Update };
+                    match store.write(op, false).await {
+                        Ok(_) => {
+                            cluster.place(&pod, &node);
+                            reported.remove(&uid);
+                            let message = format!("Successfully assigned {ns}/{name} to {node}");
+                            record(&store, &ns, &name, &uid, false, "Scheduled", message, SCHEDULER).await;
+                        }
+                        Err(e) => {
+                            tracing::debug!(pod = name, error = %e, "binding a pod (retried next round)")
+                        }
+                    }
+                }
+                Err(Unschedulable(message)) => {
+                    if reported.get(&uid) == Some(&message) {
+                        continue;
+                    }
+                    tracing::info!(namespace = ns, pod = name, reason = message, "pod unschedulable");
+                    let mut obj = raw.clone();
+                    obj["status"] = serde_json::json!({
+                        "phase": "Pending",
+                        "conditions": [{
+                            "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                            "message": message, "lastTransitionTime": crate::nodes::now_rfc3339(),
+                        }],
+                    });
+                    let op = WriteOp::Put { kind: Kind::Pod, object: obj, mode: Mode::Status };
+                    if store.write(op, false).await.is_ok() {
+                        record(
+                            &store,
+                            &ns,
+                            &name,
+                            &uid,
+                            true,
+                            "FailedScheduling",
+                            message.clone(),
+                            SCHEDULER,
+                        )
+                        .await;
+                        reported.insert(uid, message);
+                    }
+                }
+            }
+        }
+    }
+}
+
+const SCHEDULER: &str = "default-scheduler";
+
+/// Records an event about a pod.
+#[allow(clippy::too_many_arguments)]
+async fn record(
+    store: &Store,
+    ns: &str,
+    name: &str,
+    uid: &str,
+    warning: bool,
+    reason: &str,
+    message: String,
+    source: &str,
+) {
+    let time = crate::nodes::now_rfc3339();
+    let ev = EventRecord {
+        namespace: ns.to_string(),
+        kind: "Pod".into(),
+        name: name.to_string(),
+        uid: uid.to_string(),
+        type_: if warning { "Warning" } else { "Normal" }.into(),
+        reason: reason.into(),
+        message,
+        source: source.into(),
+        count: 1,
+        first_time: time.clone(),
+        last_time: time,
+    };
+    if let Err(e) = store.write(WriteOp::Event(ev), false).await {
+        tracing::warn!(pod = name, error = %e, "recording a scheduler event");
+    }
 }
 
 async fn list(store: &Store, kind: Kind) -> Vec<Value> {
     store.list(kind, None, &LabelSelector::default()).await.map(|(v, _)| v).unwrap_or_default()
-}
-
-fn ready_nodes(nodes: &[Value]) -> Vec<String> {
-    nodes
-        .iter()
-        .filter(|n| n.pointer("/spec/unschedulable").and_then(Value::as_bool) != Some(true))
-        .filter(|n| {
-            n.pointer("/status/conditions")
-                .and_then(Value::as_array)
-                .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
-        })
-        .filter_map(|n| n.pointer("/metadata/name").and_then(Value::as_str).map(String::from))
-        .collect()
 }
 
 /// A random pod-name suffix in Kubernetes' alphabet (no vowels, no look-alikes).
@@ -47,23 +236,8 @@ fn suffix() -> String {
 async fn deployments(store: Store) {
     let mut feed = store.subscribe();
     let mut resync = tokio::time::interval(Duration::from_secs(10));
-    loop {
-        tokio::select! {
-            r = feed.recv() => match r {
-                Ok(c) if !matches!(c.kind, Kind::Deployment | Kind::Pod | Kind::Node) => continue,
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-                _ => {}
-            },
-            _ = resync.tick() => {}
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        while feed.try_recv().is_ok() {}
-        let (deploys, pods, nodes) = (
-            list(&store, Kind::Deployment).await,
-            list(&store, Kind::Pod).await,
-            list(&store, Kind::Node).await,
-        );
-        let ready = ready_nodes(&nodes);
+    while next_round(&mut feed, &mut resync, &[Kind::Deployment, Kind::Pod]).await {
+        let (deploys, pods) = (list(&store, Kind::Deployment).await, list(&store, Kind::Pod).await);
         // Garbage collection: pods a Deployment made whose Deployment is gone (created while it
         // was being deleted).
         let uids: std::collections::HashSet<&str> =
@@ -95,7 +269,7 @@ async fn deployments(store: Store) {
                 .collect();
             let namespace =
                 d.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default").to_string();
-            for action in deployment::reconcile(d, &owned, &ready, suffix) {
+            for action in deployment::reconcile(d, &owned, suffix) {
                 let op = match action {
                     deployment::Action::Create(pod) => {
                         WriteOp::Put { kind: Kind::Pod, object: pod, mode: Mode::Create }

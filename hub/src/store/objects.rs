@@ -108,6 +108,19 @@ pub fn normalize(kind: Kind, v: &mut Value) {
     }
 }
 
+/// A pod's binding (`spec.nodeName`, set by the scheduler) survives a write that does not name
+/// a node: re-applying the manifest a pod was created from must not move it, as a Kubernetes
+/// apply (a merge) would not.
+fn keep_binding(current: &Value, next: &mut Value) {
+    let bound = current.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty());
+    let given = next.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
+    if let (Some(node), false) = (bound, given) {
+        if let Some(spec) = next.get_mut("spec").and_then(Value::as_object_mut) {
+            spec.insert("nodeName".into(), Value::String(node.to_string()));
+        }
+    }
+}
+
 /// Computes the object to store. Returns `None` as the object when nothing changes.
 pub fn prepare(
     kind: Kind,
@@ -168,6 +181,9 @@ pub fn prepare(
                         Some(s) => obj.insert("status".into(), s.clone()),
                         None => obj.remove("status"),
                     };
+                }
+                if kind == Kind::Pod {
+                    keep_binding(current, &mut n);
                 }
                 n
             };
@@ -285,5 +301,28 @@ mod tests {
         normalize(Kind::Secret, &mut s);
         assert_eq!(s["data"], json!({"a": "eA==", "b": "aGk="}));
         assert!(s.get("stringData").is_none());
+    }
+
+    #[test]
+    fn reapplying_a_pod_keeps_its_binding() {
+        let pod = |node: Option<&str>, image: &str| {
+            let mut p = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"},
+                "spec": {"containers": [{"name": "c", "image": image}]}});
+            if let Some(n) = node {
+                p["spec"]["nodeName"] = n.into();
+            }
+            p
+        };
+        let (stored, _) = prepare(Kind::Pod, None, pod(None, "a"), &Mode::Create, &STAMP).unwrap();
+        let (bound, _) =
+            prepare(Kind::Pod, stored.as_ref(), pod(Some("pi-1"), "a"), &Mode::Update, &STAMP).unwrap();
+        let (again, o) = prepare(Kind::Pod, bound.as_ref(), pod(None, "a"), &Mode::Apply, &STAMP).unwrap();
+        assert_eq!((again, o), (None, Outcome::Unchanged));
+        let (changed, _) = prepare(Kind::Pod, bound.as_ref(), pod(None, "b"), &Mode::Apply, &STAMP).unwrap();
+        assert_eq!(changed.unwrap()["spec"]["nodeName"], "pi-1");
+        // Naming another node is the user's call.
+        let (moved, _) =
+            prepare(Kind::Pod, bound.as_ref(), pod(Some("pi-2"), "a"), &Mode::Apply, &STAMP).unwrap();
+        assert_eq!(moved.unwrap()["spec"]["nodeName"], "pi-2");
     }
 }
