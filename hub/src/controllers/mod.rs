@@ -132,26 +132,34 @@ async fn scheduling(store: Store) {
         let still: std::collections::HashSet<String> =
             pending.iter().filter_map(|(p, _)| p.metadata.uid.clone()).collect();
         reported.retain(|uid, _| still.contains(uid));
+        // Decisions are made one after the other (each counted before the next); the bindings
+        // are written together, so the store commits them in a few group commits. A binding
+        // that fails (the pod changed meanwhile) is decided again next round.
+        let mut bindings = Vec::new();
         for (pod, raw) in pending {
             let uid = pod.metadata.uid.clone().unwrap_or_default();
             let (ns, name) = (pod.metadata.namespace().to_string(), pod.metadata.name().to_string());
             match scheduler::schedule(&pod, &cluster) {
                 Ok(node) => {
+                    cluster.place(&pod, &node);
+                    reported.remove(&uid);
                     let mut obj = raw.clone();
                     obj["spec"]["nodeName"] = node.clone().into();
-                    // The resourceVersion it carries makes this a compare-and-swap.
-                    let op = WriteOp::Put { kind: Kind::Pod, object: obj, mode: Mode::Update };
-                    match store.write(op, false).await {
-                        Ok(_) => {
-                            cluster.place(&pod, &node);
-                            reported.remove(&uid);
-                            let message = format!("Successfully assigned {ns}/{name} to {node}");
-                            record(&store, &ns, &name, &uid, false, "Scheduled", message, SCHEDULER).await;
+                    let store = store.clone();
+                    bindings.push(async move {
+                        // The resourceVersion it carries makes this a compare-and-swap.
+                        let op = WriteOp::Put { kind: Kind::Pod, object: obj, mode: Mode::Update };
+                        match store.write(op, false).await {
+                            Ok(_) => {
+                                let message = format!("Successfully assigned {ns}/{name} to {node}");
+                                record(&store, &ns, &name, &uid, false, "Scheduled", message, SCHEDULER)
+                                    .await;
+                            }
+                            Err(e) => {
+                                tracing::debug!(pod = name, error = %e, "binding a pod (retried next round)")
+                            }
                         }
-                        Err(e) => {
-                            tracing::debug!(pod = name, error = %e, "binding a pod (retried next round)")
-                        }
-                    }
+                    });
                 }
                 Err(Unschedulable(message)) => {
                     if reported.get(&uid) == Some(&message) {
@@ -184,6 +192,7 @@ async fn scheduling(store: Store) {
                 }
             }
         }
+        futures_util::future::join_all(bindings).await;
     }
 }
 
