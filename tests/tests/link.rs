@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use flotilla_tests::device::{alive, container_pid, import_busybox, wait_for, Agent, Device};
 use flotilla_tests::{bin, Hub};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 fn get_json(hub: &Hub, args: &[&str]) -> Option<Value> {
     let out = hub.cli(args, None);
@@ -148,6 +148,19 @@ fn a_pod_bound_to_a_node_runs_there_and_reports_back() {
     wait_for("the line in the claim's volume", 10, &logs, || {
         std::fs::read_to_string(pv_dir.join("last")).is_ok_and(|l| l == "second t0k3n\n")
     });
+    // The hub wrote the binding into both objects, and re-applying the manifest kept it.
+    wait_for("the claim Bound", 20, &logs, || {
+        get_json(&hub, &["get", "pvc", "data", "-o", "json"]).is_some_and(|c| c["status"]["phase"] == "Bound")
+    });
+    let pvc = get_json(&hub, &["get", "pvc", "data", "-o", "json"]).unwrap();
+    assert_eq!(
+        (&pvc["spec"]["volumeName"], &pvc["status"]["phase"]),
+        (&json!("pv-data"), &json!("Bound")),
+        "{pvc}"
+    );
+    let pv = get_json(&hub, &["get", "pv", "pv-data", "-o", "json"]).unwrap();
+    assert_eq!(pv["spec"]["claimRef"]["uid"], pvc["metadata"]["uid"], "{pv}");
+    assert_eq!(pv["status"]["phase"], "Bound", "{pv}");
     let out = hub.cli(&["delete", "pod", "cfg"], None);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 

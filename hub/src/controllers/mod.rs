@@ -3,6 +3,7 @@
 
 pub mod deployment;
 pub mod lifecycle;
+pub mod volumes;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -34,7 +35,60 @@ impl Default for Settings {
 pub fn start(store: Store, settings: Settings) {
     tokio::spawn(deployments(store.clone()));
     tokio::spawn(scheduling(store.clone()));
-    tokio::spawn(node_lifecycle(store, settings));
+    tokio::spawn(node_lifecycle(store.clone(), settings));
+    tokio::spawn(volume_binding(store));
+}
+
+/// Writes claim-to-volume bindings and releases (`volumes`), on every change of volumes or
+/// claims and every 10 s.
+async fn volume_binding(store: Store) {
+    let mut feed = store.subscribe();
+    let mut resync = tokio::time::interval(Duration::from_secs(10));
+    let kinds = [Kind::PersistentVolume, Kind::PersistentVolumeClaim];
+    while next_round(&mut feed, &mut resync, &kinds).await {
+        let (pvs, pvcs) =
+            (list(&store, Kind::PersistentVolume).await, list(&store, Kind::PersistentVolumeClaim).await);
+        for action in volumes::sync(&pvs, &pvcs) {
+            let (kind, spec, object, status) = match action {
+                volumes::Action::Claim { object, status } => {
+                    (Kind::PersistentVolumeClaim, true, object, status)
+                }
+                volumes::Action::ClaimStatus { object, status } => {
+                    (Kind::PersistentVolumeClaim, false, object, status)
+                }
+                volumes::Action::Volume { object, status } => (Kind::PersistentVolume, true, object, status),
+                volumes::Action::VolumeStatus { object, status } => {
+                    (Kind::PersistentVolume, false, object, status)
+                }
+                volumes::Action::DeleteVolume { name } => {
+                    tracing::info!(volume = name, "deleting a released volume (reclaim policy Delete)");
+                    let op = WriteOp::Delete { kind: Kind::PersistentVolume, namespace: String::new(), name };
+                    if let Err(e) = store.write(op, false).await {
+                        tracing::warn!(error = %e, "deleting a released volume");
+                    }
+                    continue;
+                }
+            };
+            // The spec first (compare-and-swap on its resourceVersion), then the status on
+            // what the first write returned.
+            let mut current = object;
+            if spec {
+                match store.write(WriteOp::Put { kind, object: current, mode: Mode::Update }, false).await {
+                    Ok(w) => current = w.object,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "binding a claim (retried next round)");
+                        continue;
+                    }
+                }
+            }
+            current["status"] = status;
+            if let Err(e) =
+                store.write(WriteOp::Put { kind, object: current, mode: Mode::Status }, false).await
+            {
+                tracing::debug!(error = %e, "volume status (retried next round)");
+            }
+        }
+    }
 }
 
 /// Evicts the pods of nodes that stopped being Ready once their toleration ran out

@@ -108,16 +108,26 @@ pub fn normalize(kind: Kind, v: &mut Value) {
     }
 }
 
-/// A pod's binding (`spec.nodeName`, set by the scheduler) survives a write that does not name
-/// a node: re-applying the manifest a pod was created from must not move it, as a Kubernetes
-/// apply (a merge) would not.
-fn keep_binding(current: &Value, next: &mut Value) {
-    let bound = current.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty());
-    let given = next.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
-    if let (Some(node), false) = (bound, given) {
-        if let Some(spec) = next.get_mut("spec").and_then(Value::as_object_mut) {
-            spec.insert("nodeName".into(), Value::String(node.to_string()));
-        }
+/// Bindings the control plane writes survive a write that leaves them out: a pod's
+/// `spec.nodeName` (the scheduler's), a claim's `spec.volumeName` and a volume's
+/// `spec.claimRef` (the volume controller's). Re-applying the manifest an object was created
+/// from must not undo them, as a Kubernetes apply (a merge) would not.
+fn keep_binding(kind: Kind, current: &Value, next: &mut Value) {
+    let field = match kind {
+        Kind::Pod => "nodeName",
+        Kind::PersistentVolumeClaim => "volumeName",
+        Kind::PersistentVolume => "claimRef",
+        _ => return,
+    };
+    let set = |v: &Value| v.get(field).is_some_and(|x| !x.is_null() && x != "");
+    let Some(bound) = current.get("spec").filter(|s| set(s)).and_then(|s| s.get(field)).cloned() else {
+        return;
+    };
+    if next.get("spec").is_some_and(set) {
+        return;
+    }
+    if let Some(spec) = next.get_mut("spec").and_then(Value::as_object_mut) {
+        spec.insert(field.into(), bound);
     }
 }
 
@@ -182,9 +192,7 @@ pub fn prepare(
                         None => obj.remove("status"),
                     };
                 }
-                if kind == Kind::Pod {
-                    keep_binding(current, &mut n);
-                }
+                keep_binding(kind, current, &mut n);
                 n
             };
             let unchanged = content(&next) == content(current)
@@ -320,6 +328,20 @@ mod tests {
         assert_eq!((again, o), (None, Outcome::Unchanged));
         let (changed, _) = prepare(Kind::Pod, bound.as_ref(), pod(None, "b"), &Mode::Apply, &STAMP).unwrap();
         assert_eq!(changed.unwrap()["spec"]["nodeName"], "pi-1");
+        // A claim's volume and a volume's claim likewise.
+        let claim = |vol: Option<&str>| {
+            let mut c = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "c", "namespace": "default"},
+                "spec": {"resources": {"requests": {"storage": "1Gi"}}}});
+            if let Some(v) = vol {
+                c["spec"]["volumeName"] = v.into();
+            }
+            c
+        };
+        let (c, _) =
+            prepare(Kind::PersistentVolumeClaim, None, claim(Some("pv-1")), &Mode::Create, &STAMP).unwrap();
+        let (again, o) =
+            prepare(Kind::PersistentVolumeClaim, c.as_ref(), claim(None), &Mode::Apply, &STAMP).unwrap();
+        assert_eq!((again, o), (None, Outcome::Unchanged));
         // Naming another node is the user's call.
         let (moved, _) =
             prepare(Kind::Pod, bound.as_ref(), pod(Some("pi-2"), "a"), &Mode::Apply, &STAMP).unwrap();
