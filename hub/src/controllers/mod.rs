@@ -60,14 +60,6 @@ async fn volume_binding(store: Store) {
                 volumes::Action::VolumeStatus { object, status } => {
                     (Kind::PersistentVolume, false, object, status)
                 }
-                volumes::Action::DeleteVolume { name } => {
-                    tracing::info!(volume = name, "deleting a released volume (reclaim policy Delete)");
-                    let op = WriteOp::Delete { kind: Kind::PersistentVolume, namespace: String::new(), name };
-                    if let Err(e) = store.write(op, false).await {
-                        tracing::warn!(error = %e, "deleting a released volume");
-                    }
-                    continue;
-                }
             };
             // The spec first (compare-and-swap on its resourceVersion), then the status on
             // what the first write returned.

@@ -6,9 +6,11 @@
 //!
 //! A volume whose claim is gone (its `claimRef` names a uid no claim has any more) is released
 //! by its reclaim policy: `Retain` (the default for volumes made by hand) leaves it Released,
-//! keeping its data and its claimRef so nobody else binds it until an admin clears it;
-//! `Delete` deletes the PersistentVolume object (the data on a local or hostPath volume is the
-//! admin's to remove: Flotilla deletes no files on a node). Unbound claims are Pending.
+//! keeping its data and its claimRef so nobody else binds it until an admin clears it. `Delete`
+//! needs a deleter for the storage, and local and hostPath volumes on a node have none (as in
+//! Kubernetes without a provisioner): the volume turns Failed with a message saying so, and
+//! its data stays until an admin removes it and the PersistentVolume. Unbound claims are
+//! Pending.
 
 use serde_json::{json, Value};
 
@@ -36,11 +38,11 @@ pub enum Action {
         object: Value,
         status: Value,
     },
-    /// Delete the PersistentVolume (reclaim policy Delete).
-    DeleteVolume {
-        name: String,
-    },
 }
+
+/// Why a released volume with reclaim policy Delete fails.
+pub const NO_DELETER: &str =
+    "no volume plugin can delete local or hostPath volumes: delete the data on the node, then the PersistentVolume";
 
 fn phase(v: &Value) -> Option<&str> {
     v.pointer("/status/phase").and_then(Value::as_str)
@@ -89,13 +91,14 @@ pub fn sync(volumes: &[Value], claims: &[Value]) -> Vec<Action> {
     for (v, raw) in &parsed_v {
         let name = v.metadata.name();
         if released(v) {
-            match v.spec.persistent_volume_reclaim_policy {
-                Some(ReclaimPolicy::Delete) => out.push(Action::DeleteVolume { name: name.to_string() }),
-                _ if phase(raw) != Some("Released") => out.push(Action::VolumeStatus {
-                    object: (*raw).clone(),
-                    status: json!({"phase": "Released"}),
-                }),
-                _ => {}
+            let status = match v.spec.persistent_volume_reclaim_policy {
+                Some(ReclaimPolicy::Delete | ReclaimPolicy::Recycle) => {
+                    json!({"phase": "Failed", "message": NO_DELETER})
+                }
+                _ => json!({"phase": "Released"}),
+            };
+            if raw.get("status") != Some(&status) {
+                out.push(Action::VolumeStatus { object: (*raw).clone(), status });
             }
             continue;
         }
@@ -150,7 +153,7 @@ mod tests {
     }
 
     /// Applies the actions as the store would (spec, then status).
-    fn apply(volumes: &mut Vec<Value>, claims: &mut [Value], actions: Vec<Action>) {
+    fn apply(volumes: &mut [Value], claims: &mut [Value], actions: Vec<Action>) {
         let put = |list: &mut [Value], object: Value, status: Value| {
             let name = object["metadata"]["name"].clone();
             if let Some(slot) = list.iter_mut().find(|o| o["metadata"]["name"] == name) {
@@ -166,7 +169,6 @@ mod tests {
                 Action::Volume { object, status } | Action::VolumeStatus { object, status } => {
                     put(volumes, object, status)
                 }
-                Action::DeleteVolume { name } => volumes.retain(|v| v["metadata"]["name"] != name.as_str()),
             }
         }
     }
@@ -207,12 +209,14 @@ mod tests {
             (&volumes[1]["spec"]["claimRef"]["name"], &volumes[0]["spec"]["claimRef"]["name"]),
             (&json!("a"), &json!("b"))
         );
-        // Both claims deleted: "keep" is Released (not bound again), "drop" is deleted.
+        // Both claims deleted: "keep" is Released, "drop" Failed (nothing can delete node-local
+        // storage); neither binds again.
         let mut none: Vec<Value> = vec![];
         let actions = sync(&volumes, &none);
         apply(&mut volumes, &mut none, actions);
-        assert_eq!(volumes.len(), 1);
         assert_eq!(volumes[0]["status"]["phase"], "Released");
+        assert_eq!(volumes[1]["status"], json!({"phase": "Failed", "message": NO_DELETER}));
+        assert_eq!(sync(&volumes, &none), vec![]);
         let mut newcomer = vec![pvc("c", "c3")];
         let actions = sync(&volumes, &newcomer);
         apply(&mut volumes, &mut newcomer, actions);
