@@ -1,6 +1,6 @@
 //! The scheduler end to end, as root, with real containers: a hub and three agents, each on its
 //! own "host" (a network namespace). A Deployment whose replicas keep apart (required
-//! anti-affinity on the hostname) lands one pod per node; a fourth replica stays Pending with
+//! anti-affinity on the hostname) lands one pod per node; scaled to four, a fourth replica stays Pending with
 //! Kubernetes' message and a FailedScheduling event; a nodeSelector picks its node; a pod
 //! asking for more memory than any node has stays Pending. `cordon` keeps new pods off a node,
 //! `drain` evicts its pods (the replacement waits, as anti-affinity allows no other node) and
@@ -133,7 +133,8 @@ fn pods_are_placed_by_the_scheduler_and_drains_move_them() {
     });
 
     // A fourth has nowhere to go.
-    ok(hub.cli(&["apply", "-f", "-"], Some(spread(4).as_bytes())));
+    let out = ok(hub.cli(&["scale", "deployment", "spread", "--replicas", "4"], None));
+    assert_eq!(out.trim(), "deployment.apps/spread scaled");
     let want = "0/3 nodes are available: 3 node(s) didn't satisfy existing pods anti-affinity rules.";
     wait("the fourth replica Pending with the scheduler's reason", &hub, &nodes, || {
         spread_pods(&hub)
@@ -144,7 +145,11 @@ fn pods_are_placed_by_the_scheduler_and_drains_move_them() {
     let described = ok(hub.cli(&["describe", "pod", &pending], None));
     assert!(described.contains("FailedScheduling") && described.contains(want), "{described}");
     // Scaling back removes the unplaced one, not a running one.
-    ok(hub.cli(&["apply", "-f", "-"], Some(spread(3).as_bytes())));
+    ok(hub.cli(&["scale", "deployment/spread", "--replicas", "3"], None));
+    let refused = hub.cli(&["scale", "configmap/x", "--replicas", "3"], None);
+    assert!(
+        !refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("cannot be scaled")
+    );
     wait("back to three, all placed", &hub, &nodes, || {
         let p = spread_pods(&hub);
         p.len() == 3

@@ -1,5 +1,6 @@
 //! `cordon`, `uncordon` and `drain`, as kubectl's: a cordoned node takes no new pods; draining
-//! cordons it and evicts its pods so their controllers replace them elsewhere.
+//! cordons it and evicts its pods so their controllers replace them elsewhere. Also `scale`,
+//! the other verb that edits one field of a stored object.
 
 use std::time::{Duration, Instant};
 
@@ -27,6 +28,55 @@ pub async fn cordon(conn: &Connection, nodes: &[String], on: bool) -> anyhow::Re
         }
     }
     Ok(0)
+}
+
+/// `scale KIND/NAME --replicas N` (or `KIND NAME`): sets `spec.replicas` of a Deployment or
+/// StatefulSet; retried on a concurrent change.
+pub async fn scale(
+    conn: &Connection,
+    target: &[String],
+    replicas: u32,
+    namespace: Option<String>,
+) -> anyhow::Result<i32> {
+    let (kind_name, name) = match target {
+        [one] => one
+            .split_once('/')
+            .map(|(k, n)| (k.to_string(), n.to_string()))
+            .context("give KIND/NAME or KIND NAME")?,
+        [k, n] => (k.clone(), n.clone()),
+        _ => bail!("give KIND/NAME or KIND NAME"),
+    };
+    let kind = Kind::lookup(&kind_name).with_context(|| format!("unknown kind {kind_name:?}"))?;
+    if !matches!(kind, Kind::Deployment | Kind::StatefulSet) {
+        bail!("{} cannot be scaled (Deployments and StatefulSets can)", kind.info().plural);
+    }
+    let ns = namespace.unwrap_or_else(|| "default".into());
+    let client = Client::connect(conn)?;
+    let path = object_path(kind, &ns, &name);
+    for _ in 0..5 {
+        let mut obj = client.get(&path).await.map_err(|e| {
+            if e.downcast_ref::<ApiFailure>().is_some_and(|f| f.code == reqwest::StatusCode::NOT_FOUND) {
+                anyhow::anyhow!("{} \"{name}\" not found", kind.info().qualified_singular())
+            } else {
+                e
+            }
+        })?;
+        obj["spec"]["replicas"] = replicas.into();
+        match client.write(Method::PUT, &path, Some(&obj)).await {
+            Ok(_) => {
+                println!("{}/{name} scaled", kind.info().qualified_singular());
+                return Ok(0);
+            }
+            Err(e)
+                if e.downcast_ref::<ApiFailure>()
+                    .is_some_and(|f| f.code == reqwest::StatusCode::CONFLICT) =>
+            {
+                continue
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    bail!("{kind_name}/{name} kept changing; try again")
 }
 
 /// Returns whether the node changed.

@@ -143,6 +143,17 @@ pub enum Command {
         #[arg(short = 'n', long)]
         namespace: Option<String>,
     },
+    /// Set the replica count of a Deployment or StatefulSet (`scale deployment/web --replicas 3`
+    /// or `scale deployment web --replicas 3`).
+    Scale {
+        /// KIND/NAME, or KIND NAME.
+        #[arg(required = true, num_args = 1..=2)]
+        target: Vec<String>,
+        #[arg(long, required = true)]
+        replicas: u32,
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+    },
     /// Mark nodes unschedulable: running pods stay, new pods go elsewhere.
     Cordon {
         #[arg(required = true)]
@@ -406,6 +417,9 @@ async fn run_async(global: &Global, command: Command) -> anyhow::Result<i32> {
             apply::delete(&global.connection(), &args, &files, namespace).await
         }
         Command::Create(args) => apply::create(&global.connection(), args).await,
+        Command::Scale { target, replicas, namespace } => {
+            drain::scale(&global.connection(), &target, replicas, namespace).await
+        }
         Command::Cordon { nodes } => drain::cordon(&global.connection(), &nodes, true).await,
         Command::Uncordon { nodes } => drain::cordon(&global.connection(), &nodes, false).await,
         Command::Drain { node, ignore_daemonsets, force, timeout } => {
