@@ -2,6 +2,7 @@
 //! scheme and the CBOR wire format. No I/O runtime lives here (no tokio, rumqttc or rusqlite).
 
 pub mod api;
+pub mod cron;
 pub mod image;
 pub mod join;
 pub mod manifest;

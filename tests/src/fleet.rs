@@ -74,6 +74,23 @@ impl Node {
     }
 }
 
+/// A hub the devices reach from their namespaces (MQTT on every address, advertised at the
+/// namespaces' gateway), started with `extra` serve arguments, and one device per name, each
+/// added with `node add` but not started.
+pub fn fleet(tmp: &Path, names: &[&str], extra: &[&str]) -> (Hub, Vec<Node>) {
+    let nodes: Vec<Node> = names.iter().map(|n| Node::new(tmp, n)).collect();
+    let port = free_port();
+    let listen = format!("0.0.0.0:{port}");
+    let advertise = format!("mqtt://{}:{port}", nodes[0].ns.gateway);
+    let mut args = vec!["--mqtt-listen", listen.as_str(), "--advertise-broker", advertise.as_str()];
+    args.extend_from_slice(extra);
+    let hub = Hub::start_with(&tmp.join("hub"), &args);
+    for n in &nodes {
+        ok(hub.cli(&["node", "add", &n.name, "-o", n.config.to_str().unwrap()], None));
+    }
+    (hub, nodes)
+}
+
 /// The hub's and the agents' log files (printed when a wait times out).
 pub fn logs<'a>(hub: &'a Hub, nodes: &'a [Node]) -> Vec<PathBuf> {
     let mut v = vec![hub.log.clone()];

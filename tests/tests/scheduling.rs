@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 
 use flotilla_tests::device::{alive, container_pid};
-use flotilla_tests::fleet::{free_port, get_json, ok, ready, root, wait, Node};
+use flotilla_tests::fleet::{fleet, get_json, ok, ready, root, wait};
 use flotilla_tests::Hub;
 use serde_json::Value;
 
@@ -100,26 +100,12 @@ fn pods_are_placed_by_the_scheduler_and_drains_move_them() {
         return;
     }
     let tmp = flotilla_tests::tempdir();
-    let mut nodes: Vec<Node> =
-        ["node-a", "node-b", "node-c"].iter().map(|n| Node::new(tmp.path(), n)).collect();
-    let port = free_port();
-    let listen = format!("0.0.0.0:{port}");
-    let advertise = format!("mqtt://{}:{port}", nodes[0].ns.gateway);
-    let hub = Hub::start_with(
-        &tmp.path().join("hub"),
-        &[
-            "--mqtt-listen",
-            listen.as_str(),
-            "--advertise-broker",
-            advertise.as_str(),
-            "--node-grace-seconds",
-            "15",
-            "--not-ready-toleration-seconds",
-            "5",
-        ],
+    let (hub, mut nodes) = fleet(
+        tmp.path(),
+        &["node-a", "node-b", "node-c"],
+        &["--node-grace-seconds", "15", "--not-ready-toleration-seconds", "5"],
     );
     for n in nodes.iter_mut() {
-        ok(hub.cli(&["node", "add", &n.name, "-o", n.config.to_str().unwrap()], None));
         n.start();
     }
     wait("three nodes Ready", &hub, &nodes, || ["node-a", "node-b", "node-c"].iter().all(|n| ready(&hub, n)));

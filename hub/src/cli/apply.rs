@@ -122,9 +122,7 @@ pub async fn delete(
             Ok(_) => println!("{} \"{name}\" deleted", kind.info().qualified_singular()),
             Err(e) => {
                 failed += 1;
-                let not_found =
-                    e.downcast_ref::<ApiFailure>().is_some_and(|f| f.code == reqwest::StatusCode::NOT_FOUND);
-                if not_found {
+                if ApiFailure::is(&e, reqwest::StatusCode::NOT_FOUND) {
                     eprintln!("error: {} \"{name}\" not found", kind.info().qualified_singular());
                 } else {
                     eprintln!("error: {}: {e:#}", display_name(kind, &name));

@@ -46,6 +46,13 @@ impl std::fmt::Display for ApiFailure {
 
 impl std::error::Error for ApiFailure {}
 
+impl ApiFailure {
+    /// Whether `e` is the hub's answer with this status code.
+    pub fn is(e: &anyhow::Error, code: reqwest::StatusCode) -> bool {
+        e.downcast_ref::<ApiFailure>().is_some_and(|f| f.code == code)
+    }
+}
+
 /// Bodies are JSON; an apply reports what it did.
 pub struct Written {
     pub object: Value,
@@ -135,6 +142,29 @@ impl Client {
             .to_string();
         let object = resp.json().await.context("reading the response")?;
         Ok(Written { object, outcome })
+    }
+
+    /// Reads the object at `path`, lets `edit` change it and writes it back, retried when
+    /// someone else changed it meanwhile (the write carries the resourceVersion read). `edit`
+    /// says whether it changed anything; nothing is written when it did not. Returns the
+    /// written object, or `None` when there was nothing to write.
+    pub async fn edit(
+        &self,
+        path: &str,
+        mut edit: impl FnMut(&mut Value) -> anyhow::Result<bool>,
+    ) -> anyhow::Result<Option<Value>> {
+        for _ in 0..5 {
+            let mut obj = self.get(path).await?;
+            if !edit(&mut obj)? {
+                return Ok(None);
+            }
+            match self.write(Method::PUT, path, Some(&obj)).await {
+                Ok(w) => return Ok(Some(w.object)),
+                Err(e) if ApiFailure::is(&e, reqwest::StatusCode::CONFLICT) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        anyhow::bail!("{path} kept changing while it was being edited; try again")
     }
 
     /// Copies a plain-text response body to `out` as it arrives (`logs`, `logs -f`).

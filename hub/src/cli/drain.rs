@@ -38,88 +38,49 @@ pub async fn scale(
     replicas: u32,
     namespace: Option<String>,
 ) -> anyhow::Result<i32> {
-    let (kind_name, name) = match target {
-        [one] => one
-            .split_once('/')
-            .map(|(k, n)| (k.to_string(), n.to_string()))
-            .context("give KIND/NAME or KIND NAME")?,
-        [k, n] => (k.clone(), n.clone()),
-        _ => bail!("give KIND/NAME or KIND NAME"),
-    };
-    let kind = Kind::lookup(&kind_name).with_context(|| format!("unknown kind {kind_name:?}"))?;
-    if !matches!(kind, Kind::Deployment | Kind::StatefulSet) {
-        bail!("{} cannot be scaled (Deployments and StatefulSets can)", kind.info().plural);
+    let (kind, name) = super::rollout::target(target)?;
+    if !matches!(kind, Kind::Deployment | Kind::StatefulSet | Kind::ReplicaSet) {
+        bail!("{} cannot be scaled (Deployments, ReplicaSets and StatefulSets can)", kind.info().plural);
     }
     let ns = namespace.unwrap_or_else(|| "default".into());
     let client = Client::connect(conn)?;
-    let path = object_path(kind, &ns, &name);
-    for _ in 0..5 {
-        let mut obj = client.get(&path).await.map_err(|e| {
-            if e.downcast_ref::<ApiFailure>().is_some_and(|f| f.code == reqwest::StatusCode::NOT_FOUND) {
-                anyhow::anyhow!("{} \"{name}\" not found", kind.info().qualified_singular())
-            } else {
-                e
-            }
-        })?;
-        obj["spec"]["replicas"] = replicas.into();
-        match client.write(Method::PUT, &path, Some(&obj)).await {
-            Ok(_) => {
-                println!("{}/{name} scaled", kind.info().qualified_singular());
-                return Ok(0);
-            }
-            Err(e)
-                if e.downcast_ref::<ApiFailure>()
-                    .is_some_and(|f| f.code == reqwest::StatusCode::CONFLICT) =>
-            {
-                continue
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    bail!("{kind_name}/{name} kept changing; try again")
+    client
+        .edit(&object_path(kind, &ns, &name), |obj| {
+            obj["spec"]["replicas"] = replicas.into();
+            Ok(true)
+        })
+        .await
+        .map_err(|e| super::rollout::not_found(e, kind, &name))?;
+    println!("{}/{name} scaled", kind.info().qualified_singular());
+    Ok(0)
 }
 
 /// Returns whether the node changed.
 async fn set_unschedulable(client: &Client, name: &str, on: bool) -> anyhow::Result<bool> {
     let path = object_path(Kind::Node, "", name);
-    for _ in 0..5 {
-        let mut node = client.get(&path).await.map_err(|e| not_found(e, name))?;
-        let current = node.pointer("/spec/unschedulable").and_then(Value::as_bool) == Some(true);
-        if current == on {
-            return Ok(false);
-        }
-        if !node.get("spec").is_some_and(Value::is_object) {
-            node["spec"] = serde_json::json!({});
-        }
-        match node["spec"].as_object_mut() {
-            Some(spec) if on => {
-                spec.insert("unschedulable".into(), Value::Bool(true));
+    let written = client
+        .edit(&path, |node| {
+            let current = node.pointer("/spec/unschedulable").and_then(Value::as_bool) == Some(true);
+            if current == on {
+                return Ok(false);
             }
-            Some(spec) => {
-                spec.remove("unschedulable");
+            if !node.get("spec").is_some_and(Value::is_object) {
+                node["spec"] = serde_json::json!({});
             }
-            None => {}
-        }
-        match client.write(Method::PUT, &path, Some(&node)).await {
-            Ok(_) => return Ok(true),
-            Err(e)
-                if e.downcast_ref::<ApiFailure>()
-                    .is_some_and(|f| f.code == reqwest::StatusCode::CONFLICT) =>
-            {
-                continue
+            match node["spec"].as_object_mut() {
+                Some(spec) if on => {
+                    spec.insert("unschedulable".into(), Value::Bool(true));
+                }
+                Some(spec) => {
+                    spec.remove("unschedulable");
+                }
+                None => {}
             }
-            Err(e) => return Err(e),
-        }
-    }
-    bail!("node {name:?} kept changing; try again")
-}
-
-fn not_found(e: anyhow::Error, name: &str) -> anyhow::Error {
-    if e.downcast_ref::<ApiFailure>().is_some_and(|f| f.code == reqwest::StatusCode::NOT_FOUND) {
-        anyhow::anyhow!("nodes \"{name}\" not found")
-    } else {
-        e
-    }
+            Ok(true)
+        })
+        .await
+        .map_err(|e| super::rollout::not_found(e, Kind::Node, name))?;
+    Ok(written.is_some())
 }
 
 /// What draining a node does with its pods (pure).
@@ -212,9 +173,7 @@ pub async fn drain(
         println!("evicting pod {ns}/{name}");
         match client.write(Method::DELETE, &object_path(Kind::Pod, ns, name), None).await {
             Ok(_) => {}
-            Err(e)
-                if e.downcast_ref::<ApiFailure>()
-                    .is_some_and(|f| f.code == reqwest::StatusCode::NOT_FOUND) => {}
+            Err(e) if ApiFailure::is(&e, reqwest::StatusCode::NOT_FOUND) => {}
             Err(e) => return Err(e.context(format!("evicting pod {ns}/{name}"))),
         }
     }

@@ -21,7 +21,8 @@ pub enum Output {
 
 #[derive(Debug, Args)]
 pub struct GetArgs {
-    /// Kind: singular, plural or short name (po, deploy, ds, sts, job, cm, secret, svc, ns, pv, pvc, no).
+    /// Kind: singular, plural or short name (po, deploy, rs, ds, sts, job, cj, cm, secret, svc, ns,
+    /// pv, pvc, no), or several separated by commas (`deploy,rs,po`).
     kind: String,
     /// One object's name.
     name: Option<String>,
@@ -46,7 +47,11 @@ fn now() -> time::OffsetDateTime {
 
 fn resolve_kind(s: &str) -> anyhow::Result<Kind> {
     Kind::lookup(s).with_context(|| {
-        format!("the server doesn't have a resource type {s:?} (known: po, deploy, ds, sts, job, cm, secret, svc, ns, pv, pvc, no)")
+        let known: Vec<&str> = Kind::ALL
+            .iter()
+            .map(|k| k.info().short_names.first().copied().unwrap_or(k.info().plural))
+            .collect();
+        format!("the server doesn't have a resource type {s:?} (known: {})", known.join(", "))
     })
 }
 
@@ -72,11 +77,86 @@ fn print_objects(kind: Kind, items: &[Value], output: Option<Output>, with_ns: b
     }
 }
 
+/// `get deploy,rs,pods`: each kind's table in turn, names prefixed with their kind as kubectl
+/// does; one List for `-o json|yaml`.
+async fn get_kinds(conn: &Connection, a: GetArgs) -> anyhow::Result<i32> {
+    if a.name.is_some() || a.watch {
+        bail!("several kinds can only be listed: give no name and no --watch");
+    }
+    let kinds =
+        a.kind.split(',').filter(|k| !k.is_empty()).map(resolve_kind).collect::<anyhow::Result<Vec<_>>>()?;
+    let ns = a.namespace.clone().unwrap_or_else(|| "default".into());
+    if let Some(sel) = &a.selector {
+        flotilla_shared::selector::LabelSelector::parse(sel).map_err(|e| anyhow::anyhow!("-l: {e}"))?;
+    }
+    let client = Client::connect(conn)?;
+    let mut all = Vec::new();
+    for kind in kinds {
+        let coll = collection_path(kind, if a.all_namespaces { None } else { Some(&ns) });
+        let path = match &a.selector {
+            Some(sel) => format!("{coll}?labelSelector={}", encode(sel)),
+            None => coll,
+        };
+        let listed = client.get(&path).await?;
+        let items = listed.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
+        if !items.is_empty() {
+            all.push((kind, items));
+        }
+    }
+    if all.is_empty() && a.output.is_none_or(|o| o == Output::Wide) {
+        if a.all_namespaces {
+            eprintln!("No resources found");
+        } else {
+            eprintln!("No resources found in {ns} namespace.");
+        }
+        return Ok(0);
+    }
+    match a.output {
+        Some(Output::Json) | Some(Output::Yaml) => {
+            let items: Vec<Value> = all.into_iter().flat_map(|(_, items)| items).collect();
+            print_objects(Kind::Pod, &items, a.output, false, false);
+        }
+        Some(Output::Name) => {
+            all.iter().for_each(|(kind, items)| print_objects(*kind, items, a.output, false, false))
+        }
+        Some(Output::Wide) | None => {
+            let tables: Vec<String> = all
+                .iter()
+                .map(|(kind, items)| {
+                    let prefixed: Vec<Value> = items
+                        .iter()
+                        .map(|o| {
+                            let mut o = o.clone();
+                            let name =
+                                o.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+                            o["metadata"]["name"] =
+                                format!("{}/{name}", kind.info().qualified_singular()).into();
+                            o
+                        })
+                        .collect();
+                    print::table(
+                        *kind,
+                        &prefixed,
+                        a.output == Some(Output::Wide),
+                        a.all_namespaces && kind.info().namespaced,
+                        now(),
+                    )
+                })
+                .collect();
+            print!("{}", tables.join("\n"));
+        }
+    }
+    Ok(0)
+}
+
 fn list(items: &[Value]) -> Value {
     json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": ""}, "items": items})
 }
 
 pub async fn get(conn: &Connection, a: GetArgs) -> anyhow::Result<i32> {
+    if a.kind.contains(',') {
+        return get_kinds(conn, a).await;
+    }
     let kind = resolve_kind(&a.kind)?;
     let namespaced = kind.info().namespaced;
     let ns = a.namespace.clone().unwrap_or_else(|| "default".into());

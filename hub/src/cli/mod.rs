@@ -8,6 +8,7 @@ mod client;
 mod drain;
 mod get;
 pub mod print;
+mod rollout;
 mod validate;
 
 use std::path::PathBuf;
@@ -154,6 +155,9 @@ pub enum Command {
         #[arg(short = 'n', long)]
         namespace: Option<String>,
     },
+    /// Follow, list, undo, restart, pause or resume rollouts (`rollout status deployment/web`).
+    #[command(subcommand)]
+    Rollout(rollout::RolloutCommand),
     /// Mark nodes unschedulable: running pods stay, new pods go elsewhere.
     Cordon {
         #[arg(required = true)]
@@ -420,6 +424,7 @@ async fn run_async(global: &Global, command: Command) -> anyhow::Result<i32> {
         Command::Scale { target, replicas, namespace } => {
             drain::scale(&global.connection(), &target, replicas, namespace).await
         }
+        Command::Rollout(cmd) => rollout::run(&global.connection(), cmd).await,
         Command::Cordon { nodes } => drain::cordon(&global.connection(), &nodes, true).await,
         Command::Uncordon { nodes } => drain::cordon(&global.connection(), &nodes, false).await,
         Command::Drain { node, ignore_daemonsets, force, timeout } => {

@@ -1,9 +1,17 @@
-//! Controllers: pure decisions (`deployment`, the `scheduler`) wired to the store's change feed
-//! and a periodic resync.
+//! Controllers: pure decisions (`deployment`, `replicaset`, `daemonset`, `job`, `cronjob`,
+//! `statefulset`, `lifecycle`, `volumes`, the `scheduler`) wired to the store's change feed and a
+//! periodic resync (`workloads` and the loops below).
 
+pub mod common;
+pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
+pub mod job;
 pub mod lifecycle;
+pub mod replicaset;
+pub mod statefulset;
 pub mod volumes;
+mod workloads;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -31,9 +39,33 @@ impl Default for Settings {
     }
 }
 
+/// An event a controller records about the object it manages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub warning: bool,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Event {
+    pub fn normal(reason: &'static str, message: String) -> Event {
+        Event { warning: false, reason, message }
+    }
+
+    pub fn warning(reason: &'static str, message: String) -> Event {
+        Event { warning: true, reason, message }
+    }
+}
+
 /// Starts the controllers and the scheduler on the current runtime.
 pub fn start(store: Store, settings: Settings) {
-    tokio::spawn(deployments(store.clone()));
+    tokio::spawn(workloads::deployments(store.clone()));
+    tokio::spawn(workloads::replicasets(store.clone()));
+    tokio::spawn(workloads::daemonsets(store.clone()));
+    tokio::spawn(workloads::jobs(store.clone()));
+    tokio::spawn(workloads::cronjobs(store.clone()));
+    tokio::spawn(workloads::statefulsets(store.clone()));
+    tokio::spawn(workloads::garbage_collector(store.clone()));
     tokio::spawn(scheduling(store.clone()));
     tokio::spawn(node_lifecycle(store.clone(), settings));
     tokio::spawn(volume_binding(store));
@@ -286,62 +318,4 @@ fn suffix() -> String {
         .iter()
         .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
         .collect()
-}
-
-async fn deployments(store: Store) {
-    let mut feed = store.subscribe();
-    let mut resync = tokio::time::interval(Duration::from_secs(10));
-    while next_round(&mut feed, &mut resync, &[Kind::Deployment, Kind::Pod]).await {
-        let (deploys, pods) = (list(&store, Kind::Deployment).await, list(&store, Kind::Pod).await);
-        // Garbage collection: pods a Deployment made whose Deployment is gone (created while it
-        // was being deleted).
-        let uids: std::collections::HashSet<&str> =
-            deploys.iter().filter_map(|d| d.pointer("/metadata/uid").and_then(Value::as_str)).collect();
-        for p in &pods {
-            let owner = p.pointer("/metadata/ownerReferences").and_then(Value::as_array).and_then(|o| {
-                o.iter().find(|r| r["kind"] == "Deployment" && r["controller"] == true)?["uid"].as_str()
-            });
-            if owner.is_some_and(|u| !uids.contains(u)) {
-                let s = |ptr: &str| p.pointer(ptr).and_then(Value::as_str).unwrap_or_default().to_string();
-                let op = WriteOp::Delete {
-                    kind: Kind::Pod,
-                    namespace: s("/metadata/namespace"),
-                    name: s("/metadata/name"),
-                };
-                let _ = store.write(op, false).await;
-            }
-        }
-        for d in &deploys {
-            let uid = d.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default();
-            let owned: Vec<Value> = pods
-                .iter()
-                .filter(|p| {
-                    p.pointer("/metadata/ownerReferences")
-                        .and_then(Value::as_array)
-                        .is_some_and(|o| o.iter().any(|r| r["uid"] == uid && r["controller"] == true))
-                })
-                .cloned()
-                .collect();
-            let namespace =
-                d.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default").to_string();
-            for action in deployment::reconcile(d, &owned, suffix) {
-                let op = match action {
-                    deployment::Action::Create(pod) => {
-                        WriteOp::Put { kind: Kind::Pod, object: pod, mode: Mode::Create }
-                    }
-                    deployment::Action::Delete(name) => {
-                        WriteOp::Delete { kind: Kind::Pod, namespace: namespace.clone(), name }
-                    }
-                    deployment::Action::Status(status) => {
-                        let mut obj = d.clone();
-                        obj["status"] = status;
-                        WriteOp::Put { kind: Kind::Deployment, object: obj, mode: Mode::Status }
-                    }
-                };
-                if let Err(e) = store.write(op, false).await {
-                    tracing::warn!(deployment = ?d.pointer("/metadata/name"), error = %e, "deployment controller");
-                }
-            }
-        }
-    }
 }

@@ -496,14 +496,7 @@ fn filter(
         ));
     }
     // NodeAffinity.
-    let selector_ok = pod.spec.node_selector.iter().flatten().all(|(k, v)| node.labels.get(k) == Some(v));
-    let required = pod
-        .spec
-        .affinity
-        .as_ref()
-        .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref());
-    if !selector_ok || required.is_some_and(|r| !r.matches(&node.name, &node.labels)) {
+    if !node_matches(pod, node) {
         return one("node(s) didn't match Pod's node affinity/selector");
     }
     // NodePorts.
@@ -551,6 +544,34 @@ fn filter(
         return one("node(s) didn't match pod anti-affinity rules");
     }
     Ok(())
+}
+
+/// Whether a DaemonSet's pod belongs on `node`, as Kubernetes' DaemonSet controller decides:
+/// its node selector and required node affinity match, and it tolerates the node's NoSchedule
+/// and NoExecute taints. Cordons and resources do not matter, and neither does readiness (the
+/// taints a node's state implies are tolerated, as DaemonSet pods tolerate them).
+pub fn daemon_fits(pod: &Pod, node: &NodeView) -> bool {
+    let implied = ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"];
+    let taints_ok = node
+        .taints
+        .iter()
+        .filter(|t| matches!(t.effect, TaintEffect::NoSchedule | TaintEffect::NoExecute))
+        .filter(|t| !implied.contains(&t.key.as_str()))
+        .all(|t| tolerated(pod, t));
+    taints_ok && node_matches(pod, node)
+}
+
+/// The pod's nodeSelector and required node affinity match the node.
+fn node_matches(pod: &Pod, node: &NodeView) -> bool {
+    let selector_ok = pod.spec.node_selector.iter().flatten().all(|(k, v)| node.labels.get(k) == Some(v));
+    selector_ok
+        && pod
+            .spec
+            .affinity
+            .as_ref()
+            .and_then(|a| a.node_affinity.as_ref())
+            .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref())
+            .is_none_or(|r| r.matches(&node.name, &node.labels))
 }
 
 /// Scales raw scores to 0..=100 over the feasible nodes (min-max; all equal gives 0, or 100 when

@@ -38,6 +38,8 @@ pub type Pod = Resource<PodSpec, PodStatus>;
 pub type Deployment = Resource<DeploymentSpec, WorkloadStatus>;
 pub type DaemonSet = Resource<DaemonSetSpec, WorkloadStatus>;
 pub type Job = Resource<JobSpec, WorkloadStatus>;
+pub type ReplicaSet = Resource<ReplicaSetSpec, WorkloadStatus>;
+pub type CronJob = Resource<CronJobSpec, CronJobStatus>;
 pub type StatefulSet = Resource<StatefulSetSpec, WorkloadStatus>;
 pub type Service = Resource<ServiceSpec, EmptyStatus>;
 pub type PersistentVolume = Resource<PersistentVolumeSpec, VolumeStatus>;
@@ -224,9 +226,11 @@ kinds! {
     PersistentVolume => PersistentVolume, "", "persistentvolumes", ["pv"], false, Dns1123Subdomain;
     PersistentVolumeClaim => PersistentVolumeClaim, "", "persistentvolumeclaims", ["pvc"], true, Dns1123Subdomain;
     Deployment => Deployment, "apps", "deployments", ["deploy"], true, Dns1123Subdomain;
+    ReplicaSet => ReplicaSet, "apps", "replicasets", ["rs"], true, Dns1123Subdomain;
     DaemonSet => DaemonSet, "apps", "daemonsets", ["ds"], true, Dns1123Subdomain;
     StatefulSet => StatefulSet, "apps", "statefulsets", ["sts"], true, Dns1123Subdomain;
     Job => Job, "batch", "jobs", [], true, Dns1123Subdomain;
+    CronJob => CronJob, "batch", "cronjobs", ["cj"], true, Dns1123Subdomain;
 }
 
 /// Static facts about a kind.
@@ -320,11 +324,16 @@ mod tests {
             ("pv", Kind::PersistentVolume),
             ("pvc", Kind::PersistentVolumeClaim),
             ("no", Kind::Node),
+            ("rs", Kind::ReplicaSet),
+            ("cj", Kind::CronJob),
+            ("cronjobs", Kind::CronJob),
             ("nodes", Kind::Node),
         ] {
             assert_eq!(Kind::lookup(name), Some(kind), "{name}");
         }
-        assert_eq!(Kind::lookup("cronjob"), None);
+        assert_eq!(Kind::lookup("cronjob"), Some(Kind::CronJob));
+        assert_eq!(Kind::lookup("replicaset"), Some(Kind::ReplicaSet));
+        assert_eq!(Kind::lookup("crontab"), None);
     }
 
     #[test]

@@ -135,7 +135,8 @@ pub struct NodeSystemInfo {
     pub agent_version: String,
 }
 
-/// Status shared by the replicated workloads (Deployment, DaemonSet, StatefulSet, Job).
+/// Status shared by the replicated workloads (Deployment, ReplicaSet, DaemonSet, StatefulSet,
+/// Job), with Kubernetes' field names for each.
 #[skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -152,4 +153,23 @@ pub struct WorkloadStatus {
     pub start_time: Option<String>,
     pub completion_time: Option<String>,
     pub conditions: Option<Vec<Condition>>,
+    /// ReplicaSet.
+    pub fully_labeled_replicas: Option<i64>,
+    /// Deployment.
+    pub unavailable_replicas: Option<i64>,
+    /// StatefulSet.
+    pub current_replicas: Option<i64>,
+    pub current_revision: Option<String>,
+    pub update_revision: Option<String>,
+    pub collision_count: Option<i64>,
+    /// DaemonSet.
+    pub current_number_scheduled: Option<i64>,
+    pub number_misscheduled: Option<i64>,
+    pub number_ready: Option<i64>,
+    pub number_available: Option<i64>,
+    pub number_unavailable: Option<i64>,
+    pub updated_number_scheduled: Option<i64>,
+    /// Job: pods that are Ready.
+    pub ready: Option<i64>,
+    pub terminating: Option<i64>,
 }

@@ -1,12 +1,13 @@
-//! Workload specs: Deployment, DaemonSet, Job and StatefulSet.
+//! Workload specs: Deployment, ReplicaSet, DaemonSet, Job, CronJob and StatefulSet.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_with::skip_serializing_none;
 
 use super::meta::IntOrString;
+use super::meta::ObjectMeta;
 use super::pod::PodTemplateSpec;
-use super::storage::PersistentVolumeClaim;
+use super::storage::{ClaimReference, PersistentVolumeClaim};
 use crate::selector::LabelSelector;
 
 #[skip_serializing_none]
@@ -123,4 +124,55 @@ pub struct StatefulSetUpdateStrategy {
 pub struct StatefulSetRollingUpdate {
     pub partition: Option<i32>,
     pub max_unavailable: Option<IntOrString>,
+}
+
+/// A ReplicaSet: `replicas` pods of one template. Deployments make one per revision.
+#[skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicaSetSpec {
+    pub replicas: Option<i32>,
+    pub min_ready_seconds: Option<i32>,
+    pub selector: LabelSelector,
+    pub template: PodTemplateSpec,
+}
+
+#[skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CronJobSpec {
+    /// Five-field cron schedule in UTC (`*/5 * * * *`, `@hourly`).
+    pub schedule: String,
+    pub time_zone: Option<String>,
+    pub starting_deadline_seconds: Option<i64>,
+    pub concurrency_policy: Option<ConcurrencyPolicy>,
+    pub suspend: Option<bool>,
+    pub job_template: JobTemplateSpec,
+    pub successful_jobs_history_limit: Option<i32>,
+    pub failed_jobs_history_limit: Option<i32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ConcurrencyPolicy {
+    Allow,
+    Forbid,
+    Replace,
+}
+
+#[skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobTemplateSpec {
+    pub metadata: Option<ObjectMeta>,
+    #[serde(default)]
+    pub spec: JobSpec,
+}
+
+#[skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CronJobStatus {
+    pub active: Option<Vec<ClaimReference>>,
+    pub last_schedule_time: Option<String>,
+    pub last_successful_time: Option<String>,
 }

@@ -21,7 +21,14 @@ pub fn describe(kind: Kind, obj: &Value, events: &[Value], now: OffsetDateTime) 
         Kind::Deployment => describe_deployment(&mut d, obj),
         Kind::Secret => describe_secret(&mut d, obj),
         Kind::ConfigMap => describe_config_map(&mut d, obj),
-        Kind::DaemonSet | Kind::StatefulSet | Kind::Job => {
+        Kind::CronJob => {
+            generic_section(&mut d, "Spec:", at(obj, &["spec"]), &["jobTemplate"]);
+            if let Some(t) = at(obj, &["spec", "jobTemplate", "spec", "template"]) {
+                pod_template(&mut d, t);
+            }
+            generic_section(&mut d, "Status:", at(obj, &["status"]), &[]);
+        }
+        Kind::DaemonSet | Kind::StatefulSet | Kind::Job | Kind::ReplicaSet => {
             generic_section(&mut d, "Spec:", at(obj, &["spec"]), &["template"]);
             if let Some(t) = at(obj, &["spec", "template"]) {
                 pod_template(&mut d, t);

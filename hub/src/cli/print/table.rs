@@ -39,6 +39,13 @@ pub(super) fn columns(kind: Kind, wide: bool) -> Vec<&'static str> {
             &["CONTAINERS", "IMAGES", "SELECTOR"],
         ),
         Kind::StatefulSet => (&["NAME", "READY", "AGE"], &["CONTAINERS", "IMAGES"]),
+        Kind::ReplicaSet => {
+            (&["NAME", "DESIRED", "CURRENT", "READY", "AGE"], &["CONTAINERS", "IMAGES", "SELECTOR"])
+        }
+        Kind::CronJob => (
+            &["NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST SCHEDULE", "AGE"],
+            &["CONTAINERS", "IMAGES", "SELECTOR"],
+        ),
         Kind::Job => {
             (&["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"], &["CONTAINERS", "IMAGES", "SELECTOR"])
         }
@@ -105,6 +112,32 @@ pub(super) fn row(kind: Kind, o: &Value, wide: bool, now: OffsetDateTime) -> Vec
             )
         }
         Kind::Job => (job_row(o, name, created, now), template_cells(o, true)),
+        Kind::ReplicaSet => (
+            vec![
+                name,
+                opt_int(at(o, &["spec", "replicas"])).unwrap_or(1).to_string(),
+                int(o, &["status", "replicas"]).to_string(),
+                int(o, &["status", "readyReplicas"]).to_string(),
+                created,
+            ],
+            template_cells(o, true),
+        ),
+        Kind::CronJob => {
+            let last = at(o, &["status", "lastScheduleTime"]).and_then(Value::as_str);
+            let job = at(o, &["spec", "jobTemplate"]).cloned().unwrap_or(Value::Null);
+            (
+                vec![
+                    name,
+                    text(o, &["spec", "schedule"]).to_string(),
+                    or(text(o, &["spec", "timeZone"]), "<none>").to_string(),
+                    (at(o, &["spec", "suspend"]) == Some(&Value::Bool(true))).to_string(),
+                    list(o, &["status", "active"]).len().to_string(),
+                    if last.is_some() { age(last, now) } else { "<none>".to_string() },
+                    created,
+                ],
+                template_cells(&job, true),
+            )
+        }
         Kind::ConfigMap => {
             let n = key_count(at(o, &["data"])) + key_count(at(o, &["binaryData"]));
             (vec![name, n.to_string(), created], vec![])

@@ -77,36 +77,14 @@ pub fn validate_object(obj: &Object, out: &mut Vec<FieldError>) {
                 }
             }
         }
-        Object::Job(j) => {
-            let s = &j.spec;
-            match &s.selector {
-                Some(sel) => selector_matches_template(&mut e, sel, &s.template.metadata, false),
-                None if s.manual_selector == Some(true) => {
-                    e.add("spec.selector", "is required when manualSelector is true")
-                }
-                None => {}
-            }
-            pod_template(
-                &mut e,
-                &s.template,
-                "spec.template",
-                &[RestartPolicy::OnFailure, RestartPolicy::Never],
-            );
-            if s.template.spec.restart_policy.is_none() {
-                e.add(
-                    "spec.template.spec.restartPolicy",
-                    "is required for a Job and must be OnFailure or Never",
-                );
-            }
-            non_negative(&mut e, "spec.completions", s.completions);
-            non_negative(&mut e, "spec.parallelism", s.parallelism);
-            non_negative(&mut e, "spec.backoffLimit", s.backoff_limit);
-            non_negative(&mut e, "spec.ttlSecondsAfterFinished", s.ttl_seconds_after_finished);
-            if let Some(d) = s.active_deadline_seconds {
-                if d <= 0 {
-                    e.add("spec.activeDeadlineSeconds", format!("must be greater than 0 (got {d})"));
-                }
-            }
+        Object::Job(j) => job(&mut e, &j.spec, "spec"),
+        Object::CronJob(c) => cronjob(&mut e, &c.spec),
+        Object::ReplicaSet(r) => {
+            let s = &r.spec;
+            non_negative(&mut e, "spec.replicas", s.replicas);
+            non_negative(&mut e, "spec.minReadySeconds", s.min_ready_seconds);
+            selector_matches_template(&mut e, &s.selector, &s.template.metadata, true);
+            pod_template(&mut e, &s.template, "spec.template", &[RestartPolicy::Always]);
         }
         Object::StatefulSet(st) => statefulset(&mut e, &st.spec),
         Object::ConfigMap(c) => config_map(&mut e, c),
@@ -145,6 +123,8 @@ fn api_version_of(obj: &Object) -> &str {
         Object::DaemonSet(o) => &o.api_version,
         Object::StatefulSet(o) => &o.api_version,
         Object::Job(o) => &o.api_version,
+        Object::CronJob(o) => &o.api_version,
+        Object::ReplicaSet(o) => &o.api_version,
         Object::ConfigMap(o) => &o.api_version,
         Object::Secret(o) => &o.api_version,
         Object::PersistentVolumeClaim(o) => o.api_version.as_deref().unwrap_or_default(),

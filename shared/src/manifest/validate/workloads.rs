@@ -126,6 +126,57 @@ pub(super) fn deployment(e: &mut Errs, s: &DeploymentSpec) {
     }
 }
 
+/// A Job's spec at `path` (`spec`, or `spec.jobTemplate.spec` in a CronJob).
+pub(super) fn job(e: &mut Errs, s: &JobSpec, path: &str) {
+    match &s.selector {
+        Some(sel) if path == "spec" => selector_matches_template(e, sel, &s.template.metadata, false),
+        Some(_) => e.add(&format!("{path}.selector"), "must not be set in a CronJob's job template"),
+        None if s.manual_selector == Some(true) => {
+            e.add(&format!("{path}.selector"), "is required when manualSelector is true")
+        }
+        None => {}
+    }
+    let template = format!("{path}.template");
+    pod_template(e, &s.template, &template, &[RestartPolicy::OnFailure, RestartPolicy::Never]);
+    if s.template.spec.restart_policy.is_none() {
+        e.add(
+            &format!("{template}.spec.restartPolicy"),
+            "is required for a Job and must be OnFailure or Never",
+        );
+    }
+    non_negative(e, &format!("{path}.completions"), s.completions);
+    non_negative(e, &format!("{path}.parallelism"), s.parallelism);
+    non_negative(e, &format!("{path}.backoffLimit"), s.backoff_limit);
+    non_negative(e, &format!("{path}.ttlSecondsAfterFinished"), s.ttl_seconds_after_finished);
+    if let Some(d) = s.active_deadline_seconds {
+        if d <= 0 {
+            e.add(&format!("{path}.activeDeadlineSeconds"), format!("must be greater than 0 (got {d})"));
+        }
+    }
+}
+
+pub(super) fn cronjob(e: &mut Errs, s: &CronJobSpec) {
+    if let Err(err) = s.schedule.parse::<crate::cron::Schedule>() {
+        e.add("spec.schedule", format!("is not a valid cron schedule ({err}): {:?}", s.schedule));
+    }
+    if let Some(tz) = s.time_zone.as_deref().filter(|tz| !matches!(*tz, "UTC" | "Etc/UTC")) {
+        e.add("spec.timeZone", format!("must be UTC or Etc/UTC (got {tz:?}): schedules run in UTC"));
+    }
+    if let Some(d) = s.starting_deadline_seconds {
+        if d < 0 {
+            e.add("spec.startingDeadlineSeconds", format!("must be greater than or equal to 0 (got {d})"));
+        }
+    }
+    non_negative(e, "spec.successfulJobsHistoryLimit", s.successful_jobs_history_limit);
+    non_negative(e, "spec.failedJobsHistoryLimit", s.failed_jobs_history_limit);
+    if let Some(m) = &s.job_template.metadata {
+        if m.name.is_some() {
+            e.add("spec.jobTemplate.metadata.name", "must not be set (job names are generated)");
+        }
+    }
+    job(e, &s.job_template.spec, "spec.jobTemplate.spec");
+}
+
 pub(super) fn statefulset(e: &mut Errs, s: &StatefulSetSpec) {
     non_negative(e, "spec.replicas", s.replicas);
     non_negative(e, "spec.minReadySeconds", s.min_ready_seconds);

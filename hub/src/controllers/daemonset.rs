@@ -1,0 +1,637 @@
+//! The DaemonSet controller (apps/v1), as Kubernetes' `daemon` controller: one pod of the
+//! template on every eligible node, bound directly (`spec.nodeName`), with the daemon
+//! tolerations added; pods on nodes that no longer qualify, duplicates, failed and unbound pods
+//! are deleted; template changes roll out per `updateStrategy` (RollingUpdate with
+//! `maxUnavailable` or `maxSurge`, or OnDelete); the status counts nodes.
+//!
+//! As in Kubernetes, a round that creates or deletes pods for the basic "one pod per node" rule
+//! leaves the rolling update for a later round (the update then sees the settled state).
+//! Left out: ControllerRevision objects and `revisionHistoryLimit` (the revision is the template
+//! hash in the `controller-revision-hash` label), the back-off for crash-looping failed pods,
+//! the `network-unavailable` toleration for hostNetwork pods, node affinity instead of
+//! `nodeName`, status conditions and `collisionCount`. Deciding which nodes are eligible
+//! (selector, affinity, taints) is the caller's.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{json, Value};
+
+use super::common::{self, int_or_percent, is_available, is_ready, name, str_at};
+
+/// What the controller wants done.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Create this pod (full Pod JSON), already bound to its node (`spec.nodeName`).
+    Create(Value),
+    /// Delete the DaemonSet's pod with this name.
+    Delete(String),
+    /// The DaemonSet's new status.
+    Status(Value),
+    /// An event about the DaemonSet.
+    Event { warning: bool, reason: &'static str, message: String },
+}
+
+/// Key and effect of the tolerations Kubernetes gives every daemon pod (all `operator: Exists`).
+const DAEMON_TOLERATIONS: [(&str, &str); 6] = [
+    ("node.kubernetes.io/not-ready", "NoExecute"),
+    ("node.kubernetes.io/unreachable", "NoExecute"),
+    ("node.kubernetes.io/disk-pressure", "NoSchedule"),
+    ("node.kubernetes.io/memory-pressure", "NoSchedule"),
+    ("node.kubernetes.io/pid-pressure", "NoSchedule"),
+    ("node.kubernetes.io/unschedulable", "NoSchedule"),
+];
+
+/// Tolerations every DaemonSet pod gets (Kubernetes adds the same ones), as a JSON array.
+pub fn default_tolerations() -> Value {
+    DAEMON_TOLERATIONS.iter().map(|(k, e)| json!({"key": k, "operator": "Exists", "effect": e})).collect()
+}
+
+/// The tolerations of a daemon pod made from `template` (`{metadata, spec}`): the template's,
+/// then each default one whose key and effect the template does not already tolerate.
+pub fn pod_tolerations(template: &Value) -> Value {
+    let mut out: Vec<Value> =
+        template.pointer("/spec/tolerations").and_then(Value::as_array).cloned().unwrap_or_default();
+    for t in default_tolerations().as_array().into_iter().flatten() {
+        if !out.iter().any(|o| o.get("key") == t.get("key") && o.get("effect") == t.get("effect")) {
+            out.push(t.clone());
+        }
+    }
+    Value::Array(out)
+}
+
+/// Decides for one DaemonSet. `pods` are the pods it controls, `eligible_nodes` the nodes that
+/// should run one of them, `now` Unix seconds; `suffix` yields random pod-name suffixes.
+pub fn reconcile(
+    ds: &Value,
+    pods: &[Value],
+    eligible_nodes: &[String],
+    now: i64,
+    mut suffix: impl FnMut() -> String,
+) -> Vec<Action> {
+    let mut actions = Vec::new();
+    if name(ds).is_empty() {
+        return actions;
+    }
+    let ns = common::namespace(ds);
+    // Keeps the availability arithmetic in range on a nonsensical clock.
+    let now = now.clamp(0, i64::MAX / 2);
+    let template = ds.pointer("/spec/template").filter(|t| t.is_object()).cloned().unwrap_or(json!({}));
+    let hash = common::hash(&template);
+    let min_ready = common::int_at(ds, "/spec/minReadySeconds").unwrap_or(0).max(0);
+    let eligible: BTreeSet<&str> =
+        eligible_nodes.iter().map(String::as_str).filter(|n| !n.is_empty()).collect();
+    let desired = eligible.len() as i64;
+    let on_delete = str_at(ds, "/spec/updateStrategy/type") == "OnDelete";
+    let rolling = ds.pointer("/spec/updateStrategy/rollingUpdate");
+    let budget = |key: &str, default: i64| {
+        if on_delete {
+            return 0;
+        }
+        int_or_percent(rolling.and_then(|r| r.get(key)).map(sane_percent).as_ref(), desired, default, true)
+    };
+    let max_surge = budget("maxSurge", 0);
+    let max_unavailable = if max_surge == 0 { budget("maxUnavailable", 1).max(1) } else { 0 };
+
+    let updated = |p: &Value| str_at(p, "/metadata/labels/controller-revision-hash") == hash;
+    let available = |p: &Value| is_available(p, min_ready, now);
+    let mut create = |actions: &mut Vec<Action>, node: &str| {
+        let pod = new_pod(ds, &template, &hash, node, &mut suffix);
+        let message = format!("Created pod: {}", name(&pod));
+        actions.push(Action::Create(pod));
+        actions.push(Action::Event { warning: false, reason: "SuccessfulCreate", message });
+    };
+
+    // Live pods by node; unbound ones go.
+    let mut by_node: BTreeMap<&str, Vec<&Value>> = BTreeMap::new();
+    for pod in pods.iter().filter(|p| !name(p).is_empty() && !common::is_deleting(p)) {
+        match common::node_of(pod) {
+            Some(node) => by_node.entry(node).or_default().push(pod),
+            None => delete(&mut actions, pod),
+        }
+    }
+
+    // One pod per eligible node, none elsewhere.
+    for (node, on_node) in &by_node {
+        if !eligible.contains(node) {
+            on_node.iter().for_each(|p| delete(&mut actions, p));
+            continue;
+        }
+        let (terminal, mut running): (Vec<&Value>, Vec<&Value>) =
+            on_node.iter().partition(|p| common::is_terminal(p));
+        for p in terminal {
+            if common::phase(p) == "Failed" {
+                let message =
+                    format!("Found failed daemon pod {ns}/{} on node {node}, will try to kill it", name(p));
+                actions.push(Action::Event { warning: true, reason: "FailedDaemonPod", message });
+            }
+            delete(&mut actions, p);
+        }
+        // Best first: updated revision, ready, oldest, name.
+        running.sort_by_cached_key(|p| {
+            let created = common::unix_seconds(str_at(p, "/metadata/creationTimestamp"));
+            (!updated(p), !is_ready(p), created.unwrap_or(i64::MAX), name(p).to_string())
+        });
+        let mut keep: Vec<usize> = Vec::new();
+        if max_surge > 0 {
+            // Surging: the best new pod and the best old one may share a node while the new one
+            // is not available yet and the old one still serves.
+            let new = running.iter().position(|p| updated(p));
+            let old = running.iter().position(|p| !updated(p));
+            keep.extend(new);
+            match (new, old) {
+                (Some(n), Some(o)) if is_ready(running[o]) && !available(running[n]) => keep.push(o),
+                (None, Some(o)) => keep.push(o),
+                _ => {}
+            }
+        } else if !running.is_empty() {
+            keep.push(0);
+        }
+        for (i, p) in running.iter().enumerate() {
+            if !keep.contains(&i) {
+                delete(&mut actions, p);
+            }
+        }
+    }
+    for node in eligible.iter().filter(|n| !by_node.contains_key(*n)) {
+        create(&mut actions, node);
+    }
+
+    // The rolling update, on the settled state: every eligible node has its live pod(s).
+    if actions.is_empty() && !on_delete {
+        let pods_on = |node: &str| by_node.get(node).map(Vec::as_slice).unwrap_or_default().to_vec();
+        if max_surge == 0 {
+            // Old pods that are not available cost nothing; available ones while the budget lasts.
+            let (mut unavailable, mut free, mut candidates) = (0, Vec::new(), Vec::new());
+            for node in &eligible {
+                match pods_on(node).first() {
+                    Some(p) if available(p) && !updated(p) => candidates.push(*p),
+                    Some(p) if available(p) => {}
+                    Some(p) => {
+                        unavailable += 1;
+                        if !updated(p) {
+                            free.push(*p);
+                        }
+                    }
+                    None => unavailable += 1,
+                }
+            }
+            let room = (max_unavailable - unavailable).max(0) as usize;
+            for p in free.into_iter().chain(candidates.into_iter().take(room)) {
+                delete(&mut actions, p);
+            }
+        } else {
+            // A new pod next to an old one: at once where the old one is unavailable, else on up
+            // to maxSurge nodes at a time (the old pod goes once the new one is available).
+            let (mut surging, mut now_nodes, mut candidates) = (0, Vec::new(), Vec::new());
+            for node in &eligible {
+                let on = pods_on(node);
+                match (on.iter().any(|p| updated(p)), on.iter().find(|p| !updated(p))) {
+                    (_, None) => {}
+                    (true, Some(_)) => surging += 1,
+                    (false, Some(old)) if available(old) => candidates.push(*node),
+                    (false, Some(_)) => now_nodes.push(*node),
+                }
+            }
+            let room = (max_surge - surging).max(0) as usize;
+            for node in now_nodes.into_iter().chain(candidates.into_iter().take(room)) {
+                create(&mut actions, node);
+            }
+        }
+    }
+
+    // Status, counted over nodes as observed this round.
+    let count = |f: &dyn Fn(&Value) -> bool| {
+        eligible
+            .iter()
+            .filter(|n| by_node.get(**n).is_some_and(|ps| ps.iter().any(|p| !common::is_terminal(p) && f(p))))
+            .count() as i64
+    };
+    let (ready, available_nodes) = (count(&is_ready), count(&available));
+    let computed = json!({
+        "observedGeneration": common::generation(ds),
+        "desiredNumberScheduled": desired,
+        "currentNumberScheduled": eligible.iter().filter(|n| by_node.contains_key(**n)).count(),
+        "numberMisscheduled": by_node.keys().filter(|n| !eligible.contains(*n)).count(),
+        "numberReady": ready,
+        "numberAvailable": available_nodes,
+        "numberUnavailable": (desired - available_nodes).max(0),
+        "updatedNumberScheduled": count(&updated),
+    });
+    // Fields this controller does not manage are kept as they are.
+    let current = ds.get("status").cloned().unwrap_or(Value::Null);
+    let mut status = current.as_object().cloned().unwrap_or_default();
+    status.extend(computed.as_object().cloned().unwrap_or_default());
+    let status = Value::Object(status);
+    if status != current {
+        actions.push(Action::Status(status));
+    }
+    actions
+}
+
+/// A percentage clamped to 0..=100 (so scaling it cannot overflow); other values as they are.
+fn sane_percent(v: &Value) -> Value {
+    match v.as_str().and_then(|s| s.strip_suffix('%')).and_then(|p| p.trim().parse::<i64>().ok()) {
+        Some(p) => format!("{}%", p.clamp(0, 100)).into(),
+        None if v.as_str().is_some_and(|s| s.ends_with('%')) => Value::Null,
+        None => v.clone(),
+    }
+}
+
+fn delete(actions: &mut Vec<Action>, pod: &Value) {
+    let pod_name = name(pod).to_string();
+    let message = format!("Deleted pod: {pod_name}");
+    if !actions.contains(&Action::Delete(pod_name.clone())) {
+        actions.push(Action::Delete(pod_name));
+        actions.push(Action::Event { warning: false, reason: "SuccessfulDelete", message });
+    }
+}
+
+/// A pod of the template for `node`, labelled with the revision and template generation.
+fn new_pod(
+    ds: &Value,
+    template: &Value,
+    hash: &str,
+    node: &str,
+    suffix: &mut impl FnMut() -> String,
+) -> Value {
+    let pod_name = format!("{}-{}", name(ds), suffix());
+    let generation = common::generation(ds).to_string();
+    let labels = [("controller-revision-hash", hash), ("pod-template-generation", generation.as_str())];
+    let mut pod = common::pod_from_template(template, &pod_name, ds, &labels);
+    if !pod["spec"].is_object() {
+        pod["spec"] = json!({});
+    }
+    pod["spec"]["nodeName"] = node.into();
+    pod["spec"]["tolerations"] = pod_tolerations(template);
+    pod
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use common::rfc3339;
+
+    const T0: i64 = 1_700_000_000;
+
+    fn daemonset(image: &str, strategy: Value) -> Value {
+        json!({
+            "apiVersion": "apps/v1", "kind": "DaemonSet",
+            "metadata": {"name": "agent", "namespace": "edge", "uid": "ds-uid", "generation": 1},
+            "spec": {
+                "selector": {"matchLabels": {"app": "agent"}},
+                "updateStrategy": strategy,
+                "template": {
+                    "metadata": {"labels": {"app": "agent"}},
+                    "spec": {
+                        "containers": [{"name": "a", "image": image}],
+                        "tolerations": [{"key": "node.kubernetes.io/not-ready", "operator": "Exists",
+                            "effect": "NoExecute", "tolerationSeconds": 600}],
+                    },
+                },
+            },
+        })
+    }
+
+    /// The store as the controller's rounds leave it.
+    struct World {
+        ds: Value,
+        pods: Vec<Value>,
+        names: usize,
+    }
+
+    impl World {
+        fn new(ds: Value) -> World {
+            World { ds, pods: Vec::new(), names: 0 }
+        }
+
+        /// One round: returns "create NODE" / "delete NODE" (sorted) and applies every action.
+        fn round(&mut self, nodes: &[&str], now: i64) -> Vec<String> {
+            let nodes: Vec<String> = nodes.iter().map(|n| n.to_string()).collect();
+            let names = &mut self.names;
+            let actions = reconcile(&self.ds, &self.pods, &nodes, now, || {
+                *names += 1;
+                format!("p{names}")
+            });
+            check(&actions);
+            let mut summary = Vec::new();
+            for a in actions {
+                match a {
+                    Action::Create(mut p) => {
+                        summary.push(format!("create {}", str_at(&p, "/spec/nodeName")));
+                        p["metadata"]["creationTimestamp"] = rfc3339(now).into();
+                        self.pods.push(p);
+                    }
+                    Action::Delete(n) => {
+                        let i = self.pods.iter().position(|p| name(p) == n).expect("deleting a known pod");
+                        summary.push(format!("delete {}", str_at(&self.pods[i], "/spec/nodeName")));
+                        self.pods.remove(i);
+                    }
+                    Action::Status(s) => self.ds["status"] = s,
+                    Action::Event { .. } => {}
+                }
+            }
+            summary.sort();
+            summary
+        }
+
+        /// Pods without a status start running and turn Ready at `at`.
+        fn start(&mut self, at: i64) {
+            for p in self.pods.iter_mut().filter(|p| p.get("status").is_none()) {
+                p["status"] = ready_status(at);
+            }
+        }
+
+        /// Changes the template (a new revision).
+        fn update(&mut self, image: &str) {
+            self.ds["spec"]["template"]["spec"]["containers"][0]["image"] = image.into();
+            self.ds["metadata"]["generation"] = json!(common::generation(&self.ds) + 1);
+        }
+
+        fn images(&self) -> Vec<String> {
+            let mut v: Vec<String> = self
+                .pods
+                .iter()
+                .map(|p| format!("{}={}", str_at(p, "/spec/nodeName"), str_at(p, "/spec/containers/0/image")))
+                .collect();
+            v.sort();
+            v
+        }
+
+        fn status(&self, key: &str) -> i64 {
+            self.ds["status"][key].as_i64().unwrap_or(-1)
+        }
+    }
+
+    fn ready_status(at: i64) -> Value {
+        json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True",
+            "lastTransitionTime": rfc3339(at)}]})
+    }
+
+    /// Every create has a SuccessfulCreate event and every delete a SuccessfulDelete one.
+    fn check(actions: &[Action]) {
+        for a in actions {
+            let (reason, n) = match a {
+                Action::Create(p) => ("SuccessfulCreate", format!("Created pod: {}", name(p))),
+                Action::Delete(n) => ("SuccessfulDelete", format!("Deleted pod: {n}")),
+                _ => continue,
+            };
+            let event = Action::Event { warning: false, reason, message: n };
+            assert!(actions.contains(&event), "{event:?} missing in {actions:?}");
+        }
+    }
+
+    fn strs(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    const NODES: [&str; 3] = ["n1", "n2", "n3"];
+
+    #[test]
+    fn one_bound_pod_per_eligible_node() {
+        let ds = daemonset("img:1", json!({}));
+        let actions = reconcile(&ds, &[], &strs(&NODES), T0, || "x".into());
+        let pods: Vec<&Value> =
+            actions.iter().filter_map(|a| if let Action::Create(p) = a { Some(p) } else { None }).collect();
+        assert_eq!(pods.len(), 3);
+        let p = pods[0];
+        assert_eq!(p["metadata"]["name"], "agent-x");
+        assert_eq!(p["metadata"]["namespace"], "edge");
+        assert_eq!(p["spec"]["nodeName"], "n1");
+        assert_eq!(common::controller_uid(p), Some("ds-uid"));
+        let labels = &p["metadata"]["labels"];
+        assert_eq!(labels["app"], "agent");
+        assert_eq!(labels["controller-revision-hash"], common::hash(&ds["spec"]["template"]).as_str());
+        assert_eq!(labels["pod-template-generation"], "1");
+        // The template's not-ready toleration is kept (not duplicated), the other five added.
+        let tol = p["spec"]["tolerations"].as_array().expect("tolerations");
+        assert_eq!(tol.len(), 6);
+        assert_eq!(tol[0]["tolerationSeconds"], 600);
+        assert!(tol.contains(&json!({"key": "node.kubernetes.io/unschedulable", "operator": "Exists",
+            "effect": "NoSchedule"})));
+        assert_eq!(default_tolerations().as_array().map(Vec::len), Some(6));
+        check(&actions);
+        let status = actions.last().expect("status");
+        assert!(matches!(status, Action::Status(s) if s["desiredNumberScheduled"] == 3
+            && s["currentNumberScheduled"] == 0 && s["numberUnavailable"] == 3));
+    }
+
+    #[test]
+    fn steady_state_needs_nothing() {
+        let mut w = World::new(daemonset("img:1", json!({})));
+        w.round(&NODES, T0);
+        w.start(T0);
+        assert!(w.round(&NODES, T0 + 1).is_empty());
+        assert_eq!((w.status("numberReady"), w.status("numberAvailable")), (3, 3));
+        assert_eq!((w.status("updatedNumberScheduled"), w.status("numberUnavailable")), (3, 0));
+        let nodes = strs(&NODES);
+        assert_eq!(reconcile(&w.ds, &w.pods, &nodes, T0 + 2, || "y".into()), vec![]);
+    }
+
+    #[test]
+    fn a_node_joining_later_gets_a_pod() {
+        let mut w = World::new(daemonset("img:1", json!({})));
+        assert_eq!(w.round(&["n1"], T0), ["create n1"]);
+        assert_eq!(w.round(&["n1", "n2"], T0 + 1), ["create n2"]);
+        assert_eq!(w.status("desiredNumberScheduled"), 2);
+        assert_eq!(w.round(&["n1", "n2"], T0 + 2), Vec::<String>::new());
+        assert_eq!(w.status("currentNumberScheduled"), 2);
+    }
+
+    #[test]
+    fn a_node_leaving_eligibility_loses_its_pod() {
+        let mut w = World::new(daemonset("img:1", json!({})));
+        w.round(&NODES, T0);
+        w.start(T0);
+        assert_eq!(w.round(&["n1", "n3"], T0 + 1), ["delete n2"]);
+        assert_eq!(w.status("numberMisscheduled"), 1);
+        w.round(&["n1", "n3"], T0 + 2);
+        assert_eq!(w.status("numberMisscheduled"), 0);
+        assert_eq!(w.images(), ["n1=img:1", "n3=img:1"]);
+    }
+
+    #[test]
+    fn duplicates_on_a_node_are_trimmed() {
+        let mut w = World::new(daemonset("img:1", json!({})));
+        w.round(&["n1"], T0);
+        let mut newer = w.pods[0].clone();
+        newer["metadata"]["name"] = "agent-newer".into();
+        newer["metadata"]["creationTimestamp"] = rfc3339(T0 + 5).into();
+        let mut older = newer.clone();
+        older["metadata"]["name"] = "agent-older".into();
+        older["metadata"]["creationTimestamp"] = rfc3339(T0 - 5).into();
+        let mut stale = older.clone();
+        stale["metadata"]["name"] = "agent-stale".into();
+        stale["metadata"]["labels"]["controller-revision-hash"] = "old".into();
+        w.pods.extend([newer, older, stale]);
+        w.start(T0);
+        // Updated beats the old revision, ready beats not ready, older beats newer.
+        w.pods[0]["status"] = json!({"phase": "Pending"});
+        assert_eq!(w.round(&["n1"], T0 + 10), ["delete n1", "delete n1", "delete n1"]);
+        assert_eq!(w.pods.iter().map(name).collect::<Vec<_>>(), ["agent-older"]);
+    }
+
+    #[test]
+    fn failed_and_unbound_pods_are_deleted() {
+        let mut w = World::new(daemonset("img:1", json!({})));
+        w.round(&["n1"], T0);
+        w.pods[0]["status"]["phase"] = "Failed".into();
+        let mut unbound = w.pods[0].clone();
+        unbound["metadata"]["name"] = "agent-unbound".into();
+        if let Some(spec) = unbound["spec"].as_object_mut() {
+            spec.remove("nodeName");
+        }
+        w.pods.push(unbound);
+        let actions = reconcile(&w.ds, &w.pods, &strs(&["n1"]), T0, || "z".into());
+        assert!(actions.contains(&Action::Event {
+            warning: true,
+            reason: "FailedDaemonPod",
+            message: "Found failed daemon pod edge/agent-p1 on node n1, will try to kill it".into(),
+        }));
+        assert!(actions.contains(&Action::Delete("agent-unbound".into())));
+        // Deleted this round, replaced the next.
+        assert_eq!(w.round(&["n1"], T0 + 1), ["delete ", "delete n1"]);
+        assert_eq!(w.round(&["n1"], T0 + 2), ["create n1"]);
+    }
+
+    #[test]
+    fn rolling_update_one_node_at_a_time() {
+        let mut w = World::new(daemonset("img:1", json!({"type": "RollingUpdate"})));
+        w.round(&NODES, T0);
+        w.start(T0);
+        w.round(&NODES, T0);
+        w.update("img:2");
+        let mut t = T0 + 10;
+        for (i, node) in NODES.iter().enumerate() {
+            assert_eq!(w.round(&NODES, t), [format!("delete {node}")], "step {i}");
+            assert_eq!(w.round(&NODES, t + 1), [format!("create {node}")]);
+            assert!(w.round(&NODES, t + 2).is_empty(), "waits for the new pod");
+            assert_eq!(w.status("numberUnavailable"), 1);
+            w.start(t + 3);
+            t += 10;
+        }
+        assert!(w.round(&NODES, t).is_empty());
+        assert_eq!(w.images(), ["n1=img:2", "n2=img:2", "n3=img:2"]);
+        assert_eq!((w.status("updatedNumberScheduled"), w.status("observedGeneration")), (3, 2));
+    }
+
+    #[test]
+    fn unavailable_old_pods_go_first_and_use_the_budget() {
+        let mut w = World::new(daemonset("img:1", json!({})));
+        w.round(&NODES, T0);
+        w.start(T0);
+        w.pods[1]["status"] = json!({"phase": "Running"});
+        w.update("img:2");
+        assert_eq!(w.round(&NODES, T0 + 1), ["delete n2"]);
+    }
+
+    #[test]
+    fn max_unavailable_percentages() {
+        let nodes: Vec<String> = (0..10).map(|i| format!("n{i}")).collect();
+        let refs: Vec<&str> = nodes.iter().map(String::as_str).collect();
+        for (max_unavailable, deleted) in
+            [(json!("25%"), 3), (json!("10%"), 1), (json!("0%"), 1), (json!(4), 4), (json!("x"), 1)]
+        {
+            let mut w = World::new(daemonset(
+                "img:1",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": max_unavailable}}),
+            ));
+            w.round(&refs, T0);
+            w.start(T0);
+            w.update("img:2");
+            assert_eq!(w.round(&refs, T0 + 1).len(), deleted, "{max_unavailable}");
+        }
+    }
+
+    #[test]
+    fn max_surge_creates_before_deleting() {
+        let strategy =
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "33%", "maxUnavailable": 0}});
+        let mut w = World::new(daemonset("img:1", strategy));
+        w.round(&NODES, T0);
+        w.start(T0);
+        w.update("img:2");
+        let mut t = T0 + 10;
+        for node in NODES {
+            assert_eq!(w.round(&NODES, t), [format!("create {node}")]);
+            assert!(w.round(&NODES, t + 1).is_empty(), "the old pod stays until the new one is available");
+            assert_eq!(w.status("numberAvailable"), 3);
+            w.start(t + 2);
+            assert_eq!(w.round(&NODES, t + 3), [format!("delete {node}")]);
+            t += 10;
+        }
+        assert!(w.round(&NODES, t).is_empty());
+        assert_eq!(w.images(), ["n1=img:2", "n2=img:2", "n3=img:2"]);
+    }
+
+    #[test]
+    fn max_surge_replaces_unavailable_old_pods_at_once() {
+        let mut w = World::new(daemonset("img:1", json!({"rollingUpdate": {"maxSurge": 1}})));
+        w.round(&NODES, T0);
+        w.start(T0);
+        w.pods[1]["status"] = json!({"phase": "Running"});
+        w.pods[2]["status"] = json!({"phase": "Running"});
+        w.update("img:2");
+        assert_eq!(w.round(&NODES, T0 + 1), ["create n1", "create n2", "create n3"]);
+        // The old pods that are not ready give way at once.
+        assert_eq!(w.round(&NODES, T0 + 2), ["delete n2", "delete n3"]);
+    }
+
+    #[test]
+    fn on_delete_leaves_old_pods() {
+        let mut w = World::new(daemonset("img:1", json!({"type": "OnDelete"})));
+        w.round(&NODES, T0);
+        w.start(T0);
+        w.update("img:2");
+        assert!(w.round(&NODES, T0 + 1).is_empty());
+        w.pods.remove(0);
+        assert_eq!(w.round(&NODES, T0 + 2), ["create n1"]);
+        assert_eq!(w.images(), ["n1=img:2", "n2=img:1", "n3=img:1"]);
+        assert_eq!(w.status("updatedNumberScheduled"), 0);
+    }
+
+    #[test]
+    fn min_ready_seconds_delays_the_next_node() {
+        let mut w = World::new(daemonset("img:1", json!({})));
+        w.ds["spec"]["minReadySeconds"] = json!(30);
+        w.round(&NODES, T0);
+        w.start(T0 - 100);
+        w.update("img:2");
+        assert_eq!(w.round(&NODES, T0), ["delete n1"]);
+        assert_eq!(w.round(&NODES, T0 + 1), ["create n1"]);
+        w.start(T0 + 2);
+        assert!(w.round(&NODES, T0 + 20).is_empty());
+        assert_eq!((w.status("numberReady"), w.status("numberAvailable")), (3, 2));
+        assert_eq!(w.round(&NODES, T0 + 32), ["delete n2"]);
+    }
+
+    #[test]
+    fn garbage_input_does_not_panic() {
+        let pods = [
+            json!(null),
+            json!(7),
+            json!({"metadata": {"name": 5}}),
+            json!({"metadata": {"name": "p", "creationTimestamp": 3}, "spec": {"nodeName": 4},
+                "status": {"conditions": "x"}}),
+            json!({"metadata": {"name": "q", "labels": "x"}, "spec": {"nodeName": "n1"}, "status": 1}),
+            json!({"metadata": {"name": "r"}, "spec": {"nodeName": "n2"}, "status": ready_status(T0)}),
+        ];
+        let bad_specs = [
+            json!(null),
+            json!("x"),
+            json!({"template": "x", "updateStrategy": 3, "minReadySeconds": -5}),
+            json!({"template": {"spec": "x", "metadata": {"labels": 1}},
+                "updateStrategy": {"rollingUpdate": {"maxUnavailable": "9999999999999999999%", "maxSurge": -3}}}),
+            json!({"template": {"spec": {"tolerations": {"a": 1}}},
+                "updateStrategy": {"rollingUpdate": {"maxSurge": "-50%", "maxUnavailable": [1]}}}),
+            json!({"updateStrategy": {"rollingUpdate": {"maxSurge": "99999999999999999%"}}}),
+        ];
+        let nodes = strs(&["n1", "", "n2"]);
+        for spec in bad_specs {
+            let ds = json!({"metadata": {"name": "d", "generation": "x"}, "spec": spec, "status": 4});
+            for now in [i64::MIN, i64::MAX] {
+                check(&reconcile(&ds, &pods, &nodes, now, String::new));
+            }
+        }
+        assert!(reconcile(&json!([1]), &pods, &nodes, 0, String::new).is_empty());
+    }
+}

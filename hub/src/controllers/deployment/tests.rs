@@ -1,0 +1,236 @@
+use super::*;
+
+fn deploy(replicas: i64, image: &str, strategy: Value) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment",
+           "metadata": {"name": "web", "namespace": "default", "uid": "d1", "generation": 1},
+           "spec": {"replicas": replicas, "strategy": strategy,
+                    "selector": {"matchLabels": {"app": "web"}},
+                    "template": {"metadata": {"labels": {"app": "web"}},
+                                 "spec": {"containers": [{"name": "c", "image": image}]}}}})
+}
+
+fn rolling(surge: Value, unavailable: Value) -> Value {
+    json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": surge, "maxUnavailable": unavailable}})
+}
+
+/// ReplicaSets as the store holds them, with the ReplicaSet controller simulated: a round after
+/// a ReplicaSet is scaled its pods exist, and they are available when `ready(image)` says so.
+struct World {
+    rses: Vec<Value>,
+    /// Pods of old templates still alive (Recreate waits for them).
+    lingering: usize,
+}
+
+impl World {
+    fn new() -> Self {
+        World { rses: Vec::new(), lingering: 0 }
+    }
+
+    fn image(rs: &Value) -> &str {
+        str_at(rs, "/spec/template/spec/containers/0/image")
+    }
+
+    /// One controller round plus the ReplicaSet controller's reaction; returns the actions.
+    fn round(&mut self, d: &mut Value, ready: &dyn Fn(&str) -> bool) -> Vec<Action> {
+        let hash = template_hash(&d["spec"]["template"]);
+        let pods: Vec<Value> = (0..self.lingering)
+            .map(|_| json!({"metadata": {"labels": {"pod-template-hash": "old"}}, "status": {"phase": "Running"}}))
+            .collect();
+        let actions = reconcile(d, &self.rses, &pods, 1_000);
+        for a in &actions {
+            match a {
+                Action::Create(rs) => self.rses.push(rs.clone()),
+                Action::Update(rs) => {
+                    let i = self.rses.iter().position(|r| name(r) == name(rs)).expect("updated rs exists");
+                    self.rses[i] = rs.clone();
+                }
+                Action::Delete(n) => self.rses.retain(|r| name(r) != n),
+                Action::Status(s) => d["status"] = s.clone(),
+                Action::Event(_) => {}
+            }
+        }
+        for rs in &mut self.rses {
+            let n = replicas(rs);
+            let avail = if ready(World::image(rs)) { n } else { 0 };
+            rs["status"] = json!({"replicas": n, "readyReplicas": avail, "availableReplicas": avail});
+        }
+        let _ = hash;
+        actions
+    }
+
+    fn counts(&self) -> Vec<(String, i64)> {
+        self.rses.iter().map(|r| (World::image(r).to_string(), replicas(r))).collect()
+    }
+
+    fn total(&self) -> i64 {
+        self.rses.iter().map(replicas).sum()
+    }
+
+    fn available(&self) -> i64 {
+        self.rses.iter().map(available).sum()
+    }
+}
+
+/// Runs rounds until nothing changes, checking the rollout's bounds after each.
+fn settle(w: &mut World, d: &mut Value, ready: &dyn Fn(&str) -> bool, max_total: i64, min_available: i64) {
+    for _ in 0..50 {
+        let actions = w.round(d, ready);
+        assert!(
+            w.total() <= max_total,
+            "{} pods exceed the surge bound {max_total}: {:?}",
+            w.total(),
+            w.counts()
+        );
+        assert!(
+            w.available() >= min_available,
+            "{} available below {min_available}: {:?}",
+            w.available(),
+            w.counts()
+        );
+        if actions.iter().all(|a| matches!(a, Action::Status(_) | Action::Event(_))) {
+            return;
+        }
+    }
+    panic!("no steady state: {:?}", w.counts());
+}
+
+fn revisions(w: &World) -> Vec<(String, i64)> {
+    let mut v: Vec<(String, i64)> =
+        w.rses.iter().map(|r| (World::image(r).to_string(), revision(r))).collect();
+    v.sort_by_key(|(_, r)| *r);
+    v
+}
+
+#[test]
+fn the_first_rollout_makes_one_owned_replicaset_at_revision_1() {
+    let mut d = deploy(3, "v1", rolling(json!(1), json!(0)));
+    let mut w = World::new();
+    let actions = w.round(&mut d, &|_| true);
+    let Action::Create(rs) = &actions[0] else { panic!("{actions:?}") };
+    let hash = template_hash(&d["spec"]["template"]);
+    assert_eq!(rs["metadata"]["name"], format!("web-{hash}"));
+    assert_eq!(rs["metadata"]["annotations"][REVISION], "1");
+    assert_eq!(rs["metadata"]["ownerReferences"][0]["uid"], "d1");
+    assert_eq!(rs["spec"]["selector"]["matchLabels"]["pod-template-hash"], hash);
+    assert_eq!(rs["spec"]["template"]["metadata"]["labels"]["pod-template-hash"], hash);
+    assert_eq!(rs["spec"]["replicas"], 3);
+    settle(&mut w, &mut d, &|_| true, 4, 0);
+    assert_eq!(d["status"]["availableReplicas"], 3);
+    assert_eq!(d["status"]["conditions"][1]["reason"], "NewReplicaSetAvailable");
+    // Steady: nothing to do.
+    assert_eq!(reconcile(&d, &w.rses, &[], 1_000), []);
+}
+
+#[test]
+fn surge_with_max_unavailable_zero_never_drops_below_the_replica_count() {
+    let mut d = deploy(3, "v1", rolling(json!(1), json!(0)));
+    let mut w = World::new();
+    settle(&mut w, &mut d, &|_| true, 3, 0);
+    d["spec"]["template"]["spec"]["containers"][0]["image"] = "v2".into();
+    settle(&mut w, &mut d, &|_| true, 4, 3);
+    assert_eq!(w.counts().iter().filter(|(_, n)| *n > 0).collect::<Vec<_>>(), [&("v2".to_string(), 3)]);
+    assert_eq!(revisions(&w), [("v1".into(), 1), ("v2".into(), 2)]);
+}
+
+#[test]
+fn default_percentages_bound_a_rollout_of_four() {
+    // 25% of 4: maxSurge 1, maxUnavailable 1.
+    let mut d = deploy(4, "v1", Value::Null);
+    let mut w = World::new();
+    settle(&mut w, &mut d, &|_| true, 4, 0);
+    d["spec"]["template"]["spec"]["containers"][0]["image"] = "v2".into();
+    settle(&mut w, &mut d, &|_| true, 5, 3);
+    assert_eq!(d["status"]["updatedReplicas"], 4);
+    assert_eq!(surge_and_unavailable(&d, 4), (1, 1));
+    assert_eq!(surge_and_unavailable(&d, 1), (1, 0));
+    assert_eq!(surge_and_unavailable(&deploy(3, "x", rolling(json!(0), json!("0%"))), 3), (0, 1));
+}
+
+#[test]
+fn a_rollout_whose_pods_never_become_ready_halts_within_its_bounds() {
+    let mut d = deploy(3, "v1", rolling(json!(1), json!(1)));
+    let mut w = World::new();
+    settle(&mut w, &mut d, &|_| true, 3, 0);
+    d["spec"]["template"]["spec"]["containers"][0]["image"] = "broken".into();
+    let ready = |image: &str| image != "broken";
+    settle(&mut w, &mut d, &ready, 4, 2);
+    // The old revision keeps two available pods; the broken one got what the bounds allow.
+    let counts = w.counts();
+    assert!(counts.contains(&("v1".into(), 2)), "{counts:?}");
+    assert!(counts.contains(&("broken".into(), 2)), "{counts:?}");
+    assert_eq!(d["status"]["conditions"][1]["reason"], "ReplicaSetUpdated");
+    // Rolling back to v1 (`rollout undo`) restores it, and the revived ReplicaSet takes revision 3.
+    d["spec"]["template"]["spec"]["containers"][0]["image"] = "v1".into();
+    settle(&mut w, &mut d, &ready, 4, 2);
+    assert_eq!(w.counts().iter().filter(|(_, n)| *n > 0).collect::<Vec<_>>(), [&("v1".to_string(), 3)]);
+    assert_eq!(revisions(&w), [("broken".into(), 2), ("v1".into(), 3)]);
+}
+
+#[test]
+fn recreate_stops_the_old_pods_before_starting_new_ones() {
+    let mut d = deploy(2, "v1", json!({"type": "Recreate"}));
+    let mut w = World::new();
+    settle(&mut w, &mut d, &|_| true, 2, 0);
+    d["spec"]["template"]["spec"]["containers"][0]["image"] = "v2".into();
+    w.lingering = 2;
+    w.round(&mut d, &|_| true);
+    assert_eq!(w.counts(), [("v1".to_string(), 0)]);
+    // Old pods still running: no new ReplicaSet yet.
+    w.round(&mut d, &|_| true);
+    assert_eq!(w.counts(), [("v1".to_string(), 0)]);
+    w.lingering = 0;
+    settle(&mut w, &mut d, &|_| true, 2, 0);
+    assert_eq!(w.counts(), [("v1".to_string(), 0), ("v2".to_string(), 2)]);
+}
+
+#[test]
+fn revision_history_limit_deletes_the_oldest_idle_replicasets() {
+    let mut d = deploy(1, "v1", Value::Null);
+    d["spec"]["revisionHistoryLimit"] = 1.into();
+    let mut w = World::new();
+    for image in ["v1", "v2", "v3", "v4"] {
+        d["spec"]["template"]["spec"]["containers"][0]["image"] = image.into();
+        settle(&mut w, &mut d, &|_| true, 2, 0);
+    }
+    assert_eq!(revisions(&w), [("v3".into(), 3), ("v4".into(), 4)]);
+}
+
+#[test]
+fn a_paused_deployment_scales_but_does_not_roll_out() {
+    let mut d = deploy(2, "v1", Value::Null);
+    let mut w = World::new();
+    settle(&mut w, &mut d, &|_| true, 2, 0);
+    d["spec"]["paused"] = true.into();
+    d["spec"]["template"]["spec"]["containers"][0]["image"] = "v2".into();
+    d["spec"]["replicas"] = 4.into();
+    settle(&mut w, &mut d, &|_| true, 4, 0);
+    assert_eq!(w.counts(), [("v1".to_string(), 4)]);
+    assert_eq!(d["status"]["conditions"][1]["reason"], "DeploymentPaused");
+    d["spec"]["paused"] = false.into();
+    settle(&mut w, &mut d, &|_| true, 5, 3);
+    assert_eq!(w.counts().iter().filter(|(_, n)| *n > 0).collect::<Vec<_>>(), [&("v2".to_string(), 4)]);
+}
+
+#[test]
+fn scaling_without_a_template_change_resizes_the_current_replicaset() {
+    let mut d = deploy(3, "v1", Value::Null);
+    let mut w = World::new();
+    settle(&mut w, &mut d, &|_| true, 3, 0);
+    d["spec"]["replicas"] = 5.into();
+    let actions = w.round(&mut d, &|_| true);
+    let events = events(&actions, &[]);
+    assert!(matches!(&actions[0], Action::Update(rs) if rs["spec"]["replicas"] == 5), "{actions:?}");
+    assert_eq!(events.len(), 1);
+    d["spec"]["replicas"] = 1.into();
+    settle(&mut w, &mut d, &|_| true, 5, 0);
+    assert_eq!(w.counts(), [("v1".to_string(), 1)]);
+}
+
+#[test]
+fn garbage_does_not_panic() {
+    for d in
+        [json!(null), json!({"spec": {"replicas": "x", "strategy": 3}}), json!({"spec": {"template": 1}})]
+    {
+        let _ = reconcile(&d, &[json!(null), json!({"metadata": {"annotations": {REVISION: "x"}}})], &[], 0);
+    }
+}
