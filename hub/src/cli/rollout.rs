@@ -25,7 +25,7 @@ pub enum RolloutCommand {
         /// Give up after this many seconds (0: wait forever).
         #[arg(long, default_value_t = 0)]
         timeout: u64,
-        /// Print the status once and exit instead of waiting.
+        /// Keep watching until the rollout is done (`--watch=false`: print the status once).
         #[arg(short = 'w', long, default_value_t = true, action = clap::ArgAction::Set)]
         watch: bool,
     },
@@ -178,10 +178,20 @@ pub fn progress(kind: Kind, obj: &Value) -> anyhow::Result<Progress> {
             let partition = int(obj, "/spec/updateStrategy/rollingUpdate/partition");
             if ready < want {
                 Progress::Waiting(format!("Waiting for {} pods to be ready...", want - ready))
-            } else if updated < want - partition {
+            } else if partition > 0 {
+                if updated < want - partition {
+                    Progress::Waiting(format!(
+                        "Waiting for partitioned roll out to finish: {updated} out of {} new pods have been updated...",
+                        want - partition
+                    ))
+                } else {
+                    Progress::Done(format!(
+                        "partitioned roll out complete: {updated} new pods have been updated..."
+                    ))
+                }
+            } else if updated < want {
                 Progress::Waiting(format!(
-                    "Waiting for partitioned roll out to finish: {updated} out of {} new pods have been updated...",
-                    want - partition
+                    "Waiting for statefulset rolling update to complete {updated} pods at revision {revision}..."
                 ))
             } else {
                 Progress::Done(format!(
@@ -319,6 +329,9 @@ pub async fn run(conn: &Connection, cmd: RolloutCommand) -> anyhow::Result<i32> 
             let path = object_path(kind, &ns, &name);
             let deploy = client.get(&path).await.map_err(|e| not_found(e, kind, &name))?;
             let rses = list_replicasets(&client, &ns).await?;
+            if deploy.pointer("/spec/paused").and_then(Value::as_bool) == Some(true) {
+                bail!("you cannot rollback a paused deployment; resume it first with 'flotilla-hub rollout resume deployment/{name}' and try again");
+            }
             let (rev, template) = rollback_template(&deploy, &rses, to_revision)?;
             if deploy.pointer("/spec/template") == Some(&template) {
                 println!("deployment.apps/{name} skipped rollback (current template already matches revision {rev})");
@@ -345,6 +358,13 @@ pub async fn run(conn: &Connection, cmd: RolloutCommand) -> anyhow::Result<i32> 
             let now = crate::nodes::now_rfc3339();
             client
                 .edit(&path, |o| {
+                    if o.pointer("/spec/paused").and_then(Value::as_bool) == Some(true) {
+                        bail!(
+                            "{}.{} \"{name}\" can't restart paused deployment (run rollout resume first)",
+                            kind.info().plural,
+                            kind.info().group
+                        );
+                    }
                     o["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"] =
                         now.clone().into();
                     Ok(true)

@@ -207,6 +207,16 @@ pub fn reconcile(
             .count() as i64
     };
     let (ready, available_nodes) = (count(&is_ready), count(&available));
+    // A node is updated once every pod on it is: a surge pod next to the old one is not yet.
+    let updated_nodes = eligible
+        .iter()
+        .filter(|n| {
+            by_node.get(**n).is_some_and(|ps| {
+                let live: Vec<&&Value> = ps.iter().filter(|p| !common::is_terminal(p)).collect();
+                !live.is_empty() && live.iter().all(|p| updated(p))
+            })
+        })
+        .count() as i64;
     let computed = json!({
         "observedGeneration": common::generation(ds),
         "desiredNumberScheduled": desired,
@@ -215,7 +225,7 @@ pub fn reconcile(
         "numberReady": ready,
         "numberAvailable": available_nodes,
         "numberUnavailable": (desired - available_nodes).max(0),
-        "updatedNumberScheduled": count(&updated),
+        "updatedNumberScheduled": updated_nodes,
     });
     // Fields this controller does not manage are kept as they are.
     let current = ds.get("status").cloned().unwrap_or(Value::Null);

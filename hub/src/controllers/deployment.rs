@@ -49,7 +49,7 @@ pub fn template_hash(template: &Value) -> String {
 }
 
 fn revision(rs: &Value) -> i64 {
-    str_at(rs, &format!("/metadata/annotations/{}", REVISION.replace('/', "~1"))).parse().unwrap_or(0)
+    str_at(rs, &format!("/metadata/annotations/{}", REVISION.replace('/', "~1"))).parse().unwrap_or(0).max(0)
 }
 
 fn replicas(rs: &Value) -> i64 {
@@ -77,10 +77,11 @@ pub fn surge_and_unavailable(deploy: &Value, want: i64) -> (i64, i64) {
     let unavailable = int_or_percent(ru.and_then(|r| r.get("maxUnavailable")), want, -1, false);
     let surge = if surge < 0 { (want * 25 + 99) / 100 } else { surge };
     let unavailable = if unavailable < 0 { want * 25 / 100 } else { unavailable };
+    // Both are bounded by `want` (a huge maxSurge is as good as `want`; the sums cannot overflow).
     if surge == 0 && unavailable == 0 {
         (0, 1)
     } else {
-        (surge, unavailable.min(want))
+        (surge.min(want), unavailable.min(want))
     }
 }
 
@@ -90,7 +91,7 @@ pub fn reconcile(deploy: &Value, replicasets: &[Value], pods: &[Value], now: i64
     let mut actions = Vec::new();
     let template = deploy.pointer("/spec/template").cloned().unwrap_or(Value::Null);
     let hash = template_hash(&template);
-    let want = int_at(deploy, "/spec/replicas").unwrap_or(1).max(0);
+    let want = int_at(deploy, "/spec/replicas").unwrap_or(1).clamp(0, i64::from(i32::MAX));
     let paused = deploy.pointer("/spec/paused").and_then(Value::as_bool).unwrap_or(false);
     let recreate = str_at(deploy, "/spec/strategy/type") == "Recreate";
     let (max_surge, max_unavailable) = surge_and_unavailable(deploy, want);
@@ -99,7 +100,7 @@ pub fn reconcile(deploy: &Value, replicasets: &[Value], pods: &[Value], now: i64
     let mut new_rs = replicasets.iter().find(|r| is_new(r)).cloned();
     let mut old: Vec<Value> = replicasets.iter().filter(|r| !is_new(r)).cloned().collect();
     old.sort_by_key(|r| (revision(r), str_at(r, "/metadata/creationTimestamp").to_string()));
-    let max_old_revision = old.iter().map(revision).max().unwrap_or(0);
+    let max_old_revision = old.iter().map(revision).max().unwrap_or(0).min(i64::MAX - 1);
 
     // The new revision: a ReplicaSet made now, or an old one brought back (rollback), which
     // takes the next revision number.
@@ -178,7 +179,9 @@ pub fn reconcile(deploy: &Value, replicasets: &[Value], pods: &[Value], now: i64
         }
     }
 
-    let status = status(deploy, new_rs.as_ref(), replicasets, want, max_unavailable, paused, complete, now);
+    // Available means at least `want - maxUnavailable` pods; Recreate tolerates none missing.
+    let tolerated = if recreate { 0 } else { max_unavailable };
+    let status = status(deploy, new_rs.as_ref(), replicasets, want, tolerated, paused, complete, now);
     let mut actions = merge_updates(actions);
     if deploy.get("status") != Some(&status) {
         actions.push(Action::Status(status));

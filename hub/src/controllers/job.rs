@@ -175,17 +175,26 @@ pub fn reconcile(job: &Value, pods: &[Value], now: i64, mut suffix: impl FnMut()
         let parallelism = count(job, "/spec/parallelism").unwrap_or(1);
         let completions = count(job, "/spec/completions");
         let backoff_limit = count(job, "/spec/backoffLimit").unwrap_or(6);
+        // As Kubernetes: failed pods past the limit, or under OnFailure the restarts of the
+        // running and pending pods reaching it (any restart when the limit is 0).
         let on_failure = str_at(job, "/spec/template/spec/restartPolicy") == "OnFailure";
-        let restarts: i64 =
-            if on_failure { pods.iter().map(restarts).fold(0, i64::saturating_add) } else { 0 };
-        let failures = (failed as i64).saturating_add(restarts);
+        let restarts: i64 = if on_failure {
+            pods.iter()
+                .filter(|p| matches!(phase(p), "Running" | "Pending"))
+                .map(restarts)
+                .fold(0, i64::saturating_add)
+        } else {
+            0
+        };
+        let restarts_exceeded =
+            on_failure && if backoff_limit == 0 { restarts > 0 } else { restarts >= backoff_limit };
         let deadline = count(job, "/spec/activeDeadlineSeconds").filter(|d| *d > 0);
         let complete = match completions {
             Some(c) => succeeded as i64 >= c,
             None => succeeded > 0 && active.is_empty(),
         };
 
-        let failure = if failures > backoff_limit {
+        let failure = if failed as i64 > backoff_limit || restarts_exceeded {
             Some(("BackoffLimitExceeded", "Job has reached the specified backoff limit"))
         } else if deadline.is_some_and(|d| now >= start.saturating_add(d)) {
             Some(("DeadlineExceeded", "Job was active longer than specified deadline"))
@@ -469,9 +478,9 @@ mod tests {
     fn on_failure_restarts_count_toward_the_limit() {
         let (mut j, mut pods) = (job(json!({"backoffLimit": 2, "restartPolicy": "OnFailure"})), vec![]);
         round(&mut j, &mut pods, T);
-        pods[0]["status"] = json!({"phase": "Running", "containerStatuses": [{"restartCount": 2}]});
-        assert_eq!(round(&mut j, &mut pods, T + 1).0, vec![], "2 restarts are within the limit");
-        pods[0]["status"]["containerStatuses"][0]["restartCount"] = 3.into();
+        pods[0]["status"] = json!({"phase": "Running", "containerStatuses": [{"restartCount": 1}]});
+        assert_eq!(round(&mut j, &mut pods, T + 1).0, vec![], "1 restart is within the limit");
+        pods[0]["status"]["containerStatuses"][0]["restartCount"] = 2.into();
         let (actions, _) = round(&mut j, &mut pods, T + 2);
         assert_eq!(actions[0], Action::Delete("pi-p1".into()));
         assert_eq!(condition(&j, "Failed"), Some(("True".into(), "BackoffLimitExceeded".into())));

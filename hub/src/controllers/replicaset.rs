@@ -12,6 +12,9 @@ use serde_json::{json, Value};
 use super::common::{self, int_at, is_available, is_ready, is_terminal, name, node_of, phase};
 use super::Event;
 
+/// Pods created per ReplicaSet and round at the most.
+const MAX_CREATES: usize = 500;
+
 /// What the controller wants done.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
@@ -59,7 +62,9 @@ pub fn reconcile(rs: &Value, pods: &[Value], now: i64, mut suffix: impl FnMut() 
                 .push(Action::Event(Event::normal("SuccessfulDelete", format!("Deleted pod: {}", name(p)))));
         }
     }
-    for _ in live.len()..want {
+    // At most 500 creates per round (as Kubernetes' burst limit): a typo like `replicas:
+    // 2000000000` fills the store slowly instead of the hub's memory at once.
+    for _ in live.len()..want.min(live.len() + MAX_CREATES) {
         let pod_name = format!("{rs_name}-{}", suffix());
         let mut pod = common::pod_from_template(&template, &pod_name, rs, &[]);
         if template.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty()) {
@@ -182,6 +187,12 @@ mod tests {
         assert_eq!((s["readyReplicas"].as_i64(), s["availableReplicas"].as_i64()), (Some(2), Some(1)));
         r["status"] = s.clone();
         assert_eq!(reconcile(&r, &pods, 100, || "n".into()), []);
+    }
+
+    #[test]
+    fn a_huge_replica_count_is_created_in_bounded_rounds() {
+        let actions = reconcile(&rs(2_000_000_000), &[], 0, || "n".into());
+        assert_eq!(creates(&actions).len(), MAX_CREATES);
     }
 
     #[test]

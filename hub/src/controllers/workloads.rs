@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use flotilla_shared::api::{Kind, Node, Pod};
 
-use super::common::{controller_uid, name, namespace, uid};
+use super::common::{self, controller_uid, name, namespace, uid};
 use super::{cronjob, daemonset, deployment, job, list, next_round, replicaset, statefulset, suffix, Event};
 use crate::scheduler::{self, NodeView};
 use crate::store::objects::Mode;
@@ -29,10 +29,24 @@ enum Write {
     Event(Event),
 }
 
-/// Performs one owner's writes: creates, updates and deletes together, then the status, then
-/// the events (about the owner).
-async fn perform(store: &Store, owner_kind: Kind, owner: &Value, source: &str, writes: Vec<Write>) {
+/// Performs one owner's writes: claims first (a pod's claim exists before the scheduler sees
+/// the pod), then creates, updates and deletes together, then the status, then the events
+/// (about the owner).
+async fn perform(store: &Store, owner_kind: Kind, owner: &Value, source: &str, mut writes: Vec<Write>) {
     let ns = namespace(owner).to_string();
+    let claims: Vec<Write> = {
+        let (claims, rest) =
+            writes.into_iter().partition(|w| matches!(w, Write::Create(Kind::PersistentVolumeClaim, _)));
+        writes = rest;
+        claims
+    };
+    for w in claims {
+        if let Write::Create(kind, object) = w {
+            if let Err(e) = store.write(WriteOp::Put { kind, object, mode: Mode::Create }, false).await {
+                tracing::debug!(controller = source, error = %e, "claim refused (decided again next round)");
+            }
+        }
+    }
     let mut changes = Vec::new();
     let mut status = None;
     let mut events = Vec::new();
@@ -175,8 +189,8 @@ pub(super) async fn replicasets(store: Store) {
     }
 }
 
-/// The nodes a DaemonSet's pods belong on.
-fn eligible_nodes(ds: &Value, nodes: &[NodeView]) -> Vec<String> {
+/// The nodes a DaemonSet's pods belong on; `running` are the nodes that already run one.
+fn eligible_nodes(ds: &Value, nodes: &[NodeView], running: &HashSet<&str>) -> Vec<String> {
     let mut template = ds.pointer("/spec/template").cloned().unwrap_or(Value::Null);
     if !template.is_object() {
         return Vec::new();
@@ -186,7 +200,11 @@ fn eligible_nodes(ds: &Value, nodes: &[NodeView]) -> Vec<String> {
         "metadata": template.get("metadata").cloned().unwrap_or_else(|| serde_json::json!({})),
         "spec": template.get("spec").cloned().unwrap_or_else(|| serde_json::json!({}))});
     let Ok(pod) = serde_json::from_value::<Pod>(pod) else { return Vec::new() };
-    nodes.iter().filter(|n| scheduler::daemon_fits(&pod, n)).map(|n| n.name.clone()).collect()
+    nodes
+        .iter()
+        .filter(|n| scheduler::daemon_fits(&pod, n, running.contains(n.name.as_str())))
+        .map(|n| n.name.clone())
+        .collect()
 }
 
 /// DaemonSets: one pod per eligible node (`daemonset`), also on nodes that join later.
@@ -206,7 +224,8 @@ pub(super) async fn daemonsets(store: Store) {
             .collect();
         let index = by_controller(&pods);
         for ds in &sets {
-            let eligible = eligible_nodes(ds, &views);
+            let running: HashSet<&str> = owned(&index, ds).iter().filter_map(common::node_of).collect();
+            let eligible = eligible_nodes(ds, &views, &running);
             let writes = daemonset::reconcile(ds, owned(&index, ds), &eligible, now(), suffix)
                 .into_iter()
                 .map(|a| match a {
@@ -312,55 +331,66 @@ pub(super) async fn statefulsets(store: Store) {
     }
 }
 
-/// Kinds whose objects controllers own.
+/// Kinds whose objects controllers own, and the kinds that own them.
 const DEPENDENTS: &[Kind] = &[Kind::Pod, Kind::ReplicaSet, Kind::Job];
+const OWNERS: &[Kind] =
+    &[Kind::Deployment, Kind::ReplicaSet, Kind::DaemonSet, Kind::StatefulSet, Kind::Job, Kind::CronJob];
+
+/// The dependents (kind, object) all of whose owners are workloads that no longer exist.
+/// Objects owned by anything else (another kind, another system) are never garbage here.
+fn orphans<'a>(dependents: &'a [(Kind, Value)], owner_uids: &HashSet<&str>) -> Vec<&'a (Kind, Value)> {
+    dependents
+        .iter()
+        .filter(|(_, o)| {
+            let refs = o.pointer("/metadata/ownerReferences").and_then(Value::as_array);
+            refs.is_some_and(|refs| {
+                !refs.is_empty()
+                    && refs.iter().all(|r| {
+                        r["kind"].as_str().and_then(Kind::from_kind_name).is_some_and(|k| OWNERS.contains(&k))
+                            && !r["uid"].as_str().is_some_and(|u| owner_uids.contains(u))
+                    })
+            })
+        })
+        .collect()
+}
 
 /// The garbage collector: deleting an owner deletes what it owns (the store cascades through
 /// ownerReferences); this sweep catches what a controller created while its owner was being
-/// deleted. An object goes when none of its owners exists any more. Every 10 s.
+/// deleted. An object goes when it was an orphan in two sweeps in a row (10 s apart), so an
+/// owner created between two lists of one sweep does not cost its dependents.
 pub(super) async fn garbage_collector(store: Store) {
     let mut interval = tokio::time::interval(Duration::from_secs(10));
+    let mut suspects: HashSet<String> = HashSet::new();
     loop {
         interval.tick().await;
-        let mut uids: HashSet<String> = HashSet::new();
+        // Dependents first: an owner listed after them is at least as new.
         let mut dependents = Vec::new();
-        for kind in
-            [Kind::Deployment, Kind::ReplicaSet, Kind::DaemonSet, Kind::StatefulSet, Kind::Job, Kind::CronJob]
-        {
-            for o in list(&store, kind).await {
-                uids.insert(uid(&o).to_string());
-                if DEPENDENTS.contains(&kind) {
-                    dependents.push((kind, o));
-                }
-            }
+        for kind in DEPENDENTS {
+            dependents.extend(list(&store, *kind).await.into_iter().map(|o| (*kind, o)));
         }
-        for o in list(&store, Kind::Pod).await {
-            dependents.push((Kind::Pod, o));
+        let mut owners = Vec::new();
+        for kind in OWNERS {
+            owners.extend(list(&store, *kind).await);
         }
-        for (kind, o) in dependents {
-            let owners: Vec<&str> = o
-                .pointer("/metadata/ownerReferences")
-                .and_then(Value::as_array)
-                .map(|refs| refs.iter().filter_map(|r| r["uid"].as_str()).collect())
-                .unwrap_or_default();
-            if owners.is_empty() || owners.iter().any(|u| uids.contains(*u)) {
+        let owner_uids: HashSet<&str> = owners.iter().map(uid).collect();
+        let found = orphans(&dependents, &owner_uids);
+        let mut next = HashSet::new();
+        for (kind, o) in found {
+            next.insert(uid(o).to_string());
+            if !suspects.contains(uid(o)) {
                 continue;
             }
-            // An owner of a kind the hub does not serve is never garbage.
-            let served =
-                o.pointer("/metadata/ownerReferences").and_then(Value::as_array).is_some_and(|refs| {
-                    refs.iter().all(|r| r["kind"].as_str().and_then(Kind::from_kind_name).is_some())
-                });
-            if !served {
-                continue;
-            }
-            tracing::info!(kind = %kind, namespace = namespace(&o), name = name(&o), "deleting an orphan");
-            let op =
-                WriteOp::Delete { kind, namespace: namespace(&o).to_string(), name: name(&o).to_string() };
+            tracing::info!(kind = %kind, namespace = namespace(o), name = name(o), "deleting an orphan");
+            let op = WriteOp::Delete {
+                kind: *kind,
+                namespace: namespace(o).to_string(),
+                name: name(o).to_string(),
+            };
             if let Err(e) = store.write(op, false).await {
                 tracing::debug!(error = %e, "garbage collection (retried next round)");
             }
         }
+        suspects = next;
     }
 }
 
@@ -389,11 +419,31 @@ mod tests {
         ];
         let ds = json!({"spec": {"template": {"spec": {"nodeSelector": {"role": "edge"},
             "containers": [{"name": "c", "image": "x"}]}}}});
-        assert_eq!(eligible_nodes(&ds, &nodes), ["a", "b"]);
+        let none = HashSet::new();
+        assert_eq!(eligible_nodes(&ds, &nodes, &none), ["a", "b"]);
         let mut tolerant = ds.clone();
         tolerant["spec"]["template"]["spec"]["tolerations"] = json!([{"key": "gpu", "operator": "Exists"}]);
-        assert_eq!(eligible_nodes(&tolerant, &nodes), ["a", "b", "d"]);
-        assert!(eligible_nodes(&json!({"spec": {"template": 3}}), &nodes).is_empty());
+        assert_eq!(eligible_nodes(&tolerant, &nodes, &none), ["a", "b", "d"]);
+        assert!(eligible_nodes(&json!({"spec": {"template": 3}}), &nodes, &none).is_empty());
+        // A NoSchedule taint added later keeps new pods off, not the one already running.
+        assert_eq!(eligible_nodes(&ds, &nodes, &HashSet::from(["d"])), ["a", "b", "d"]);
+    }
+
+    #[test]
+    fn orphans_are_dependents_whose_workload_owners_are_all_gone() {
+        let dep = |name: &str, refs: Value| {
+            (Kind::Pod, json!({"metadata": {"name": name, "ownerReferences": refs}}))
+        };
+        let deps = [
+            dep("gone", json!([{"kind": "ReplicaSet", "uid": "x"}])),
+            dep("kept", json!([{"kind": "ReplicaSet", "uid": "rs"}])),
+            dep("one-left", json!([{"kind": "Job", "uid": "x"}, {"kind": "Job", "uid": "rs"}])),
+            dep("foreign", json!([{"kind": "ConfigMap", "uid": "x"}])),
+            dep("unknown", json!([{"kind": "Widget", "uid": "x"}])),
+            (Kind::Pod, json!({"metadata": {"name": "bare"}})),
+        ];
+        let found: Vec<&str> = orphans(&deps, &HashSet::from(["rs"])).iter().map(|(_, o)| name(o)).collect();
+        assert_eq!(found, ["gone"]);
     }
 
     #[test]

@@ -549,13 +549,15 @@ fn filter(
 /// Whether a DaemonSet's pod belongs on `node`, as Kubernetes' DaemonSet controller decides:
 /// its node selector and required node affinity match, and it tolerates the node's NoSchedule
 /// and NoExecute taints. Cordons and resources do not matter, and neither does readiness (the
-/// taints a node's state implies are tolerated, as DaemonSet pods tolerate them).
-pub fn daemon_fits(pod: &Pod, node: &NodeView) -> bool {
+/// taints a node's state implies are tolerated, as DaemonSet pods tolerate them). A pod already
+/// `running` there stays unless a NoExecute taint says otherwise: NoSchedule keeps new pods
+/// off, not running ones.
+pub fn daemon_fits(pod: &Pod, node: &NodeView, running: bool) -> bool {
     let implied = ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"];
     let taints_ok = node
         .taints
         .iter()
-        .filter(|t| matches!(t.effect, TaintEffect::NoSchedule | TaintEffect::NoExecute))
+        .filter(|t| t.effect == TaintEffect::NoExecute || (t.effect == TaintEffect::NoSchedule && !running))
         .filter(|t| !implied.contains(&t.key.as_str()))
         .all(|t| tolerated(pod, t));
     taints_ok && node_matches(pod, node)

@@ -234,3 +234,28 @@ fn garbage_does_not_panic() {
         let _ = reconcile(&d, &[json!(null), json!({"metadata": {"annotations": {REVISION: "x"}}})], &[], 0);
     }
 }
+
+#[test]
+fn huge_numbers_are_bounded_by_the_replica_count() {
+    let mut d = deploy(3, "v1", rolling(json!(i64::MAX), json!(i64::MAX)));
+    assert_eq!(surge_and_unavailable(&d, 3), (3, 3));
+    let mut w = World::new();
+    settle(&mut w, &mut d, &|_| true, 3, 0);
+    let mut rs = w.rses[0].clone();
+    rs["metadata"]["annotations"][REVISION] = i64::MAX.to_string().into();
+    rs["metadata"]["labels"]["pod-template-hash"] = "other".into();
+    let _ = reconcile(&d, &[rs], &[], 0);
+}
+
+#[test]
+fn recreate_is_available_only_with_every_replica() {
+    let mut d = deploy(2, "v1", json!({"type": "Recreate"}));
+    let mut w = World::new();
+    w.round(&mut d, &|_| false);
+    w.round(&mut d, &|_| false);
+    assert_eq!(d["status"]["conditions"][0]["status"], "False", "{}", d["status"]);
+    // The pods become available: the next round sees it.
+    w.round(&mut d, &|_| true);
+    w.round(&mut d, &|_| true);
+    assert_eq!(d["status"]["conditions"][0]["status"], "True");
+}
