@@ -62,6 +62,8 @@ pub struct Hub {
     pub url: String,
     pub token: String,
     pub log: PathBuf,
+    /// The `serve` arguments it was started with (a restart passes them again).
+    pub args: Vec<String>,
 }
 
 impl Hub {
@@ -90,7 +92,9 @@ impl Hub {
             .stderr(log_file)
             .spawn()
             .expect("start flotilla-hub serve");
-        let mut hub = Hub { child, dir: dir.to_path_buf(), url: String::new(), token: String::new(), log };
+        let args = extra.iter().map(|a| a.to_string()).collect();
+        let mut hub =
+            Hub { child, dir: dir.to_path_buf(), url: String::new(), token: String::new(), log, args };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
             if let Ok(Some(status)) = hub.child.try_wait() {
@@ -146,6 +150,14 @@ impl Hub {
     pub fn kill(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// SIGKILL, then a new hub on the same data directory with the same arguments.
+    pub fn crash_and_restart(self) -> Hub {
+        let (dir, args) = (self.dir.clone(), self.args.clone());
+        self.kill();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Hub::start_with(&dir, &args)
     }
 
     /// SIGTERM and wait for a clean exit.
