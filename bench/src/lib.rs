@@ -2,6 +2,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+
+use anyhow::ensure;
+use serde_json::Value;
 use std::time::{Duration, Instant};
 
 /// `target/release/<name>`, which the benchmark commands build first.
@@ -94,4 +97,128 @@ pub fn cpu_time(pid: i32) -> anyhow::Result<Duration> {
 
 pub fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// A release agent; on drop it is killed with everything it started.
+pub struct Agent {
+    pub child: Child,
+    pub state: PathBuf,
+    pub run: PathBuf,
+}
+
+impl Agent {
+    /// Imports the busybox image `archive` into the new state directory `state`, then starts
+    /// `flotilla-agent run --config <config>` (image GC off: a build machine's disk is often
+    /// fuller than its threshold); its log goes to `log`.
+    pub fn start(
+        state: &Path,
+        run: &Path,
+        config: &Path,
+        archive: &Path,
+        log: &Path,
+    ) -> anyhow::Result<Agent> {
+        let bin = release_bin("flotilla-agent")?.canonicalize()?;
+        let imported = Command::new(&bin)
+            .arg("--state-dir")
+            .arg(state)
+            .args(["image", "import"])
+            .arg(archive)
+            .status()?;
+        ensure!(imported.success(), "image import failed");
+        let child = Command::new(&bin)
+            .arg("--state-dir")
+            .arg(state)
+            .args(["run", "--config"])
+            .arg(config)
+            .arg("--run-dir")
+            .arg(run)
+            .args(["--image-gc-high-threshold", "100", "--image-gc-low-threshold", "100"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log)?)
+            .spawn()?;
+        Ok(Agent { child, state: state.to_path_buf(), run: run.to_path_buf() })
+    }
+}
+
+/// Builds the busybox image archive the benchmarks run (`scripts/busybox-image.sh`).
+pub fn busybox_archive(path: &Path) -> anyhow::Result<()> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/busybox-image.sh");
+    ensure!(Command::new("bash").arg(&script).arg(path).status()?.success(), "busybox-image.sh failed");
+    Ok(())
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // Everything it started: shims and sandboxes name the directories on their command line.
+        let (state, run) =
+            (self.state.to_string_lossy().into_owned(), self.run.to_string_lossy().into_owned());
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+            let cmd = String::from_utf8_lossy(&std::fs::read(e.path().join("cmdline")).unwrap_or_default())
+                .into_owned();
+            if cmd.contains(&state) || cmd.contains(&run) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+}
+
+/// The hub's HTTP API with the admin token.
+pub struct Api {
+    pub http: reqwest::Client,
+    pub url: String,
+    pub token: String,
+}
+
+impl Api {
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<(u16, Value)> {
+        let mut req = self.http.request(method, format!("{}{path}", self.url)).bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await?;
+        let code = resp.status().as_u16();
+        Ok((code, resp.json().await.unwrap_or(Value::Null)))
+    }
+
+    pub async fn phase(&self, name: &str) -> anyhow::Result<Option<String>> {
+        let (code, pod) =
+            self.send(reqwest::Method::GET, &format!("/api/v1/namespaces/default/pods/{name}"), None).await?;
+        Ok((code == 200)
+            .then(|| pod.pointer("/status/phase").and_then(Value::as_str).unwrap_or("").to_string()))
+    }
+}
+
+/// Polls `f` every 5 ms until it holds, for at most `secs`.
+pub async fn wait_until<F, Fut>(what: &str, secs: u64, mut f: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f().await {
+        ensure!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
+}
+
+/// The number after `--name` on the command line, or `default`.
+pub fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }

@@ -12,17 +12,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
-use flotilla_bench::{cpu_time, release_bin, rss_pss, Hub};
+use flotilla_bench::{arg, cpu_time, release_bin, rss_pss, Hub};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// An MQTT 3.1.1 CONNECT with user name and password, clean session, keepalive 60 s.
 fn connect_packet(client_id: &str, user: &str, password: &str) -> Vec<u8> {

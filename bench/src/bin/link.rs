@@ -11,92 +11,21 @@
 //!   cargo build --release -p flotilla-hub -p flotilla-agent -p flotilla-bench
 //!   target/release/link [--runs N] [--idle-seconds S]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
-use flotilla_bench::{ms, quantile, release_bin, rss_pss, Hub};
+use flotilla_bench::{arg, busybox_archive, ms, quantile, release_bin, rss_pss, wait_until, Agent, Api, Hub};
 use serde_json::{json, Value};
 
 const IMAGE: &str = "flotilla.local/busybox:demo";
 const NODE: &str = "bench-node";
-
-struct Agent {
-    child: Child,
-    state: PathBuf,
-    run: PathBuf,
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        // Everything it started: shims and sandboxes name the directories on their command line.
-        let (state, run) =
-            (self.state.to_string_lossy().into_owned(), self.run.to_string_lossy().into_owned());
-        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
-            let cmd = String::from_utf8_lossy(&std::fs::read(e.path().join("cmdline")).unwrap_or_default())
-                .into_owned();
-            if cmd.contains(&state) || cmd.contains(&run) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-        }
-    }
-}
-
-struct Api {
-    http: reqwest::Client,
-    url: String,
-    token: String,
-}
-
-impl Api {
-    async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> anyhow::Result<(u16, Value)> {
-        let mut req = self.http.request(method, format!("{}{path}", self.url)).bearer_auth(&self.token);
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        let resp = req.send().await?;
-        let code = resp.status().as_u16();
-        Ok((code, resp.json().await.unwrap_or(Value::Null)))
-    }
-
-    async fn phase(&self, name: &str) -> anyhow::Result<Option<String>> {
-        let (code, pod) =
-            self.send(reqwest::Method::GET, &format!("/api/v1/namespaces/default/pods/{name}"), None).await?;
-        Ok((code == 200)
-            .then(|| pod.pointer("/status/phase").and_then(Value::as_str).unwrap_or("").to_string()))
-    }
-}
 
 fn pod(name: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
            "spec": {"nodeName": NODE, "terminationGracePeriodSeconds": 1,
                     "containers": [{"name": "main", "image": IMAGE, "imagePullPolicy": "Never",
                                     "command": ["sh", "-c", "while true; do sleep 3600; done"]}]}})
-}
-
-async fn wait_until<F, Fut>(what: &str, secs: u64, mut f: F) -> anyhow::Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f().await {
-        ensure!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    Ok(())
 }
 
 /// (payload bytes out+in, segments out+in) of `pid`'s TCP connections to `port`.
@@ -122,21 +51,11 @@ fn socket_counters(pid: u32, port: u16) -> anyhow::Result<(u64, u64)> {
     bail!("no connection of pid {pid} to port {port} in `ss` output:\n{text}")
 }
 
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     ensure!(nix::unistd::geteuid().is_root(), "run as root (the agent runs real containers)");
     let runs = arg("--runs", 100) as usize;
     let idle = Duration::from_secs(arg("--idle-seconds", 120));
-    let agent_bin = release_bin("flotilla-agent")?.canonicalize()?;
     let tmp = tempfile::Builder::new().prefix("flotilla-bench-link-").tempdir()?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let hub_dir = tmp.path().join("hub");
@@ -152,30 +71,8 @@ async fn main() -> anyhow::Result<()> {
 
     let (state, run) = (tmp.path().join("state"), tmp.path().join("run"));
     let archive = tmp.path().join("busybox.tar");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/busybox-image.sh");
-    ensure!(Command::new("bash").arg(&script).arg(&archive).status()?.success(), "busybox-image.sh failed");
-    let imported = Command::new(&agent_bin)
-        .arg("--state-dir")
-        .arg(&state)
-        .args(["image", "import"])
-        .arg(&archive)
-        .status()?;
-    ensure!(imported.success(), "image import failed");
-    let log = std::fs::File::create(tmp.path().join("agent.log"))?;
-    let child = Command::new(&agent_bin)
-        .arg("--state-dir")
-        .arg(&state)
-        .args(["run", "--config"])
-        .arg(&config)
-        .arg("--run-dir")
-        .arg(&run)
-        // No image GC: a build machine's disk is often fuller than the 85 % threshold, and the
-        // idle phase leaves the image unused for longer than GC's minimum age.
-        .args(["--image-gc-high-threshold", "100", "--image-gc-low-threshold", "100"])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()?;
-    let agent = Agent { child, state: state.clone(), run };
+    busybox_archive(&archive)?;
+    let agent = Agent::start(&state, &run, &config, &archive, &tmp.path().join("agent.log"))?;
     let agent_pid = agent.child.id();
     let api = Api { http: reqwest::Client::new(), url: hub.url.clone(), token: hub.token.clone() };
     wait_until("the node Ready", 60, || async {
