@@ -22,10 +22,10 @@ need_pkgs=()
 # libseccomp-dev: libcontainer's seccomp support; busybox-static: the tests' container images;
 # openssl: the TLS test's certificates; docker-registry and skopeo: a real registry to pull from;
 # mosquitto and its clients: the external-broker tests; iproute2: network namespaces as hosts;
-# iptables: the fault tests' half-open links;
+# iptables and faketime: the fault tests' half-open links and clock jumps;
 # systemd: systemd-analyze verify for the unit files.
 for p in build-essential pkg-config libseccomp-dev busybox-static openssl docker-registry skopeo \
-  mosquitto mosquitto-clients iproute2 iptables systemd; do
+  mosquitto mosquitto-clients iproute2 iptables faketime systemd; do
   dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then

@@ -82,6 +82,17 @@ impl Agent {
     /// Starts the agent with `state` and `run` directories, in `netns` if given (entering only
     /// the network namespace, so the agent sees the host's mounts and cgroups).
     pub fn start(state: &Path, run: &Path, config: &Path, netns: Option<&Netns>) -> Agent {
+        Self::start_with_env(state, run, config, netns, &[])
+    }
+
+    /// The same, with extra environment variables (a clock skewed by libfaketime).
+    pub fn start_with_env(
+        state: &Path,
+        run: &Path,
+        config: &Path,
+        netns: Option<&Netns>,
+        env: &[(&str, &str)],
+    ) -> Agent {
         let log = state.with_extension("log");
         let file = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("agent log");
         let mut cmd = match netns {
@@ -101,6 +112,7 @@ impl Agent {
                 run.to_str().expect("utf-8"),
             ])
             .args(["--config", config.to_str().expect("utf-8")])
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("log"))
             .stderr(file)

@@ -64,6 +64,11 @@ impl Node {
         self.agent = Some(Agent::start(&self.state, &self.run, &self.config, Some(&self.ns)));
     }
 
+    /// Starts the agent with extra environment variables.
+    pub fn start_with_env(&mut self, env: &[(&str, &str)]) {
+        self.agent = Some(Agent::start_with_env(&self.state, &self.run, &self.config, Some(&self.ns), env));
+    }
+
     pub fn log(&self) -> PathBuf {
         self.state.with_extension("log")
     }

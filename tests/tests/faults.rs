@@ -8,6 +8,12 @@
 //!   is Ready again and nothing was restarted.
 //! - The hub SIGKILLed in the middle of a rolling update: after the restart the rollout
 //!   completes, with the acknowledged template.
+//! - The agent's state directory full (a small tmpfs filled to the last byte): the node reports
+//!   DiskPressure, the agent and its running pod carry on, a pod sent meanwhile runs once space
+//!   returns, and the condition clears.
+//! - The agent's wall clock jumping a year ahead, then two years back (libfaketime, its
+//!   monotonic clocks left alone, as a real clock step leaves them): no crash, the node stays
+//!   Ready (heartbeats), its pod is not restarted and new pods still start.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -194,4 +200,137 @@ fn a_hub_killed_in_the_middle_of_a_rolling_update_completes_it_after_restart() {
     assert_eq!(revisions, ["1", "2"], "{history}");
     ok(hub.cli(&["delete", "deployment", "web"], None));
     wait("every pod gone", &hub, &nodes, || versions(&hub).is_empty());
+}
+
+/// A tmpfs mounted on a directory for the test's length.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &std::path::Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .expect("mount");
+        assert!(st.success(), "mount tmpfs on {}", dir.display());
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn condition(hub: &Hub, node: &str, type_: &str) -> Option<String> {
+    let n = get_json(hub, &["get", "node", node, "-o", "json"])?;
+    n["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == type_)?["status"]
+        .as_str()
+        .map(String::from)
+}
+
+#[test]
+fn a_full_disk_is_reported_and_survived() {
+    if !root() {
+        return;
+    }
+    let tmp = flotilla_tests::tempdir();
+    // The agent's whole state directory (images, pod records, logs) on 64 MiB.
+    let disk = Tmpfs::mount(&tmp.path().join("node-a-state"), "64m");
+    let (hub, mut nodes) = fleet(tmp.path(), &["node-a"], &[]);
+    nodes[0].start();
+    wait("node-a Ready without disk pressure", &hub, &nodes, || {
+        ready(&hub, "node-a") && condition(&hub, "node-a", "DiskPressure").as_deref() == Some("False")
+    });
+    ok(hub.cli(&["apply", "-f", "-"], Some(pod("steady", "node-a").as_bytes())));
+    wait("steady Running", &hub, &nodes, || pods(&hub).get("steady").is_some_and(|p| p.2 == "Running"));
+    let uid = pods(&hub)["steady"].0.clone();
+    let pid = container_pid(&nodes[0].state, &uid, "main").expect("steady's container");
+
+    // Fill it to the last byte.
+    let fill = disk.0.join("fill");
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", &format!("of={}", fill.display()), "bs=1M"])
+        .stderr(std::process::Stdio::null())
+        .status();
+    wait("DiskPressure reported", &hub, &nodes, || {
+        condition(&hub, "node-a", "DiskPressure").as_deref() == Some("True")
+    });
+    ok(hub.cli(&["apply", "-f", "-"], Some(pod("late", "node-a").as_bytes())));
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(ready(&hub, "node-a"), "the agent carries on with a full disk");
+    assert!(alive(pid), "and so does its pod");
+
+    std::fs::remove_file(&fill).unwrap();
+    wait("the condition cleared and the late pod Running", &hub, &nodes, || {
+        condition(&hub, "node-a", "DiskPressure").as_deref() == Some("False")
+            && pods(&hub).get("late").is_some_and(|p| p.2 == "Running")
+    });
+    assert_eq!(container_pid(&nodes[0].state, &uid, "main"), Some(pid), "steady was never restarted");
+    ok(hub.cli(&["delete", "pod", "steady", "late"], None));
+    wait("every pod gone", &hub, &nodes, || pods(&hub).is_empty());
+    drop(nodes);
+}
+
+/// libfaketime's preload library, where Debian installs it.
+const FAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+#[test]
+fn a_wall_clock_jump_on_the_agent_changes_nothing() {
+    if !root() {
+        return;
+    }
+    if !std::path::Path::new(FAKETIME).exists() {
+        // The README's test command installs it; elsewhere, CI must not pass silently.
+        assert!(std::env::var_os("CI").is_none(), "{FAKETIME} is missing (apt-get install faketime)");
+        return;
+    }
+    let tmp = flotilla_tests::tempdir();
+    let offset = tmp.path().join("faketime");
+    std::fs::write(&offset, "+0\n").unwrap();
+    // A short grace (heartbeats come every 10 s): a stalled heartbeat shows within the waits below.
+    let (hub, mut nodes) = fleet(tmp.path(), &["node-a"], &["--node-grace-seconds", "15"]);
+    nodes[0].start_with_env(&[
+        ("LD_PRELOAD", FAKETIME),
+        ("FAKETIME_TIMESTAMP_FILE", offset.to_str().unwrap()),
+        ("FAKETIME_NO_CACHE", "1"),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+    ]);
+    wait("node-a Ready", &hub, &nodes, || ready(&hub, "node-a"));
+    ok(hub.cli(&["apply", "-f", "-"], Some(pod("steady", "node-a").as_bytes())));
+    wait("steady Running", &hub, &nodes, || pods(&hub).get("steady").is_some_and(|p| p.2 == "Running"));
+    let uid = pods(&hub)["steady"].0.clone();
+    let pid = container_pid(&nodes[0].state, &uid, "main").expect("steady's container");
+
+    for (i, jump) in ["+365d", "-365d"].iter().enumerate() {
+        std::fs::write(&offset, format!("{jump}\n")).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(25);
+        while Instant::now() < deadline {
+            if !ready(&hub, "node-a") {
+                let log = nodes[0].agent.as_ref().map(|a| a.log_text()).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                panic!(
+                    "node-a NotReady after the clock jumped {jump}\nagent log (last lines first):\n{}\nhub log:\n{}",
+                    tail.join("\n"),
+                    hub.log_text().lines().rev().take(15).collect::<Vec<_>>().join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let name = format!("after-jump-{i}");
+        ok(hub.cli(&["apply", "-f", "-"], Some(pod(&name, "node-a").as_bytes())));
+        wait("a new pod Running after the jump", &hub, &nodes, || {
+            pods(&hub).get(&name).is_some_and(|p| p.2 == "Running")
+        });
+        // The jump is real for the agent: its log's wall-clock times (the new pod's start) moved with it.
+        let year = time::OffsetDateTime::now_utc().year() + if i == 0 { 1 } else { -1 };
+        let log = nodes[0].agent.as_ref().map(|a| a.log_text()).unwrap_or_default();
+        assert!(log.contains(&format!("\n{year}-")), "the agent's clock jumped {jump}:\n{log}");
+        assert!(nodes[0].agent.as_mut().unwrap().child.try_wait().unwrap().is_none(), "the agent runs");
+        assert_eq!(container_pid(&nodes[0].state, &uid, "main"), Some(pid), "steady was not restarted");
+    }
+    ok(hub.cli(&["delete", "pod", "steady", "after-jump-0", "after-jump-1"], None));
+    wait("every pod gone", &hub, &nodes, || pods(&hub).is_empty());
 }

@@ -43,6 +43,37 @@ impl ImageGcPolicy {
     }
 }
 
+/// Pure: whether a filesystem of `total` bytes with `avail` available is under pressure: less
+/// than 10 % free (the kubelet's default hard eviction threshold for `nodefs.available`), and
+/// on filesystems larger than 10 GiB less than 1 GiB free (a large disk with a few GiB left is
+/// not a device in trouble).
+pub fn disk_pressure(total: u64, avail: u64) -> bool {
+    let threshold = (u128::from(total) / 10).min(1 << 30);
+    total > 0 && u128::from(avail) < threshold
+}
+
+/// The node's DiskPressure condition for the filesystem holding `dir` (the state directory:
+/// images, pod records, logs). Unknown filesystems report no pressure.
+#[allow(clippy::unnecessary_cast)] // the statvfs fields are narrower on 32-bit targets
+pub fn disk_condition(dir: &std::path::Path) -> flotilla_shared::wire::NodeCondition {
+    let under = nix::sys::statvfs::statvfs(dir).is_ok_and(|fs| {
+        let frag = fs.fragment_size().max(1) as u64;
+        disk_pressure(fs.blocks() as u64 * frag, fs.blocks_available() as u64 * frag)
+    });
+    let (reason, message) = if under {
+        ("AgentHasDiskPressure", "the state directory's filesystem is almost full (under 10% or 1 GiB free)")
+    } else {
+        ("AgentHasNoDiskPressure", "the state directory's filesystem has enough free space")
+    };
+    flotilla_shared::wire::NodeCondition {
+        kind: "DiskPressure".into(),
+        status: under,
+        reason: reason.into(),
+        message: message.into(),
+        since_ms: 0,
+    }
+}
+
 /// Runs one GC pass over `store`, keeping the images in `in_use` (manifest digests).
 pub fn collect(store: &ImageStore, policy: ImageGcPolicy, in_use: &[Digest]) -> anyhow::Result<Removed> {
     let fs = nix::sys::statvfs::statvfs(store.root())?;
@@ -93,6 +124,19 @@ mod tests {
         }
         let huge = p.bytes_to_free(u64::MAX, 0);
         assert!(huge > u64::MAX / 10 * 2 - 1 && huge < u64::MAX / 4, "no overflow: {huge}");
+    }
+
+    #[test]
+    fn disk_pressure_below_ten_percent_free() {
+        assert!(!disk_pressure(100, 10));
+        assert!(disk_pressure(100, 9));
+        assert!(disk_pressure(100, 0));
+        assert!(!disk_pressure(0, 0), "an odd filesystem");
+        assert!(!disk_pressure(u64::MAX, u64::MAX / 5), "no overflow");
+        let gib = 1u64 << 30;
+        assert!(!disk_pressure(250 * gib, 20 * gib), "a large disk with GiBs left");
+        assert!(disk_pressure(250 * gib, gib / 2));
+        assert!(disk_pressure(8 * gib, gib / 2), "a small card: 10 %");
     }
 
     #[test]

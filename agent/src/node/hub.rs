@@ -35,6 +35,9 @@ pub struct HubLink {
     out: Arc<tokio::sync::watch::Sender<Pending>>,
     events: tokio::sync::mpsc::Sender<Vec<Event>>,
     seq_file: PathBuf,
+    /// The last sequence number handed out by this process: it keeps growing when the file
+    /// cannot be written (a full disk), so the hub does not take new reports for repeats.
+    seq: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl HubLink {
@@ -45,9 +48,11 @@ impl HubLink {
 
     /// The next status sequence number: grows across restarts (persisted).
     pub fn next_seq(&self) -> u64 {
-        let last: u64 =
+        let stored: u64 =
             std::fs::read_to_string(&self.seq_file).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
-        let next = last + 1;
+        let last = stored.max(self.seq.load(std::sync::atomic::Ordering::SeqCst));
+        let next = last.saturating_add(1);
+        self.seq.store(next, std::sync::atomic::Ordering::SeqCst);
         if let Err(e) = write_atomic(&self.seq_file, next.to_string().as_bytes()) {
             tracing::warn!(error = %e, "persisting the status sequence");
         }
@@ -176,6 +181,7 @@ pub fn start(
         out: Arc::new(out_tx),
         events: events_tx,
         seq_file,
+        seq: Arc::new(std::sync::atomic::AtomicU64::new(0)),
     };
     let online = wire::encode(&presence(true));
     std::thread::Builder::new().name("hub-link".into()).spawn(move || {

@@ -425,7 +425,9 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
         )?),
         None => None,
     };
-    let mut reporter = Reporter::new(&opts.node_name);
+    let mut reporter = Reporter::new(&opts.node_name, paths.state.clone());
+    // Whether writing the state directory failed last time (a full disk): said once, not per round.
+    let mut disk_failing = false;
     let pulls = exec::Pulls::new(opts.pull.clone(), Some(wake_tx.clone()));
     let facts = info::gather(&opts.node_name);
     let host_ip = facts.addresses.first().cloned();
@@ -500,7 +502,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
             }
         }
         prober.launch(desired, &observed, now_ms());
-        write_atomic(&paths.observed(), &serde_json::to_vec(&observed)?)?;
+        persist(&paths.observed(), &observed, &mut disk_failing);
         if last_gc_ms.is_none_or(|t| now_ms().saturating_sub(t) >= IMAGE_GC_PERIOD_MS) && pulls.idle() {
             image_gc(&images, opts.image_gc, desired, &observed);
             last_gc_ms = Some(now_ms());
@@ -541,7 +543,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
                 }))
                 .collect(),
         };
-        write_atomic(&paths.statuses(), &serde_json::to_vec(&status)?)?;
+        persist(&paths.statuses(), &status, &mut disk_failing);
         let waiting_now = events::waiting_reasons(plan.statuses.iter().filter_map(|(uid, st)| {
             let d = by_uid.get(uid.as_str())?;
             Some((format!("{}/{}", d.metadata.namespace(), d.metadata.name()), st))
@@ -643,15 +645,19 @@ fn refresh_projected_volumes(
 struct Reporter {
     info: flotilla_shared::wire::NodeInfo,
     info_at: std::time::Instant,
-    last: Option<(u64, Vec<flotilla_shared::wire::PodReport>)>,
+    /// The state directory, whose filesystem's free space is the DiskPressure condition.
+    state_dir: PathBuf,
+    /// What the last report said: generation, pods, disk pressure.
+    last: Option<(u64, Vec<flotilla_shared::wire::PodReport>, bool)>,
     sent_at: std::time::Instant,
 }
 
 impl Reporter {
-    fn new(node: &str) -> Self {
+    fn new(node: &str, state_dir: PathBuf) -> Self {
         Reporter {
             info: info::gather(node),
             info_at: std::time::Instant::now(),
+            state_dir,
             last: None,
             sent_at: std::time::Instant::now(),
         }
@@ -683,7 +689,9 @@ impl Reporter {
                 })
             })
             .collect();
-        let unchanged = self.last.as_ref().is_some_and(|(g, p)| *g == generation && *p == pods);
+        let disk = gc::disk_condition(&self.state_dir);
+        let unchanged =
+            self.last.as_ref().is_some_and(|(g, p, d)| *g == generation && *p == pods && *d == disk.status);
         // Unchanged: heartbeats (every 10 s) say the node lives; a full report only every 5
         // minutes, like the kubelet's nodeStatusReportFrequency.
         if unchanged && self.sent_at.elapsed() < Duration::from_secs(300) {
@@ -697,18 +705,44 @@ impl Reporter {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
             info: self.info.clone(),
-            conditions: vec![flotilla_shared::wire::NodeCondition {
-                kind: "Ready".into(),
-                status: true,
-                reason: "AgentReady".into(),
-                message: "flotilla-agent is running".into(),
-                since_ms: 0,
-            }],
+            conditions: vec![
+                flotilla_shared::wire::NodeCondition {
+                    kind: "Ready".into(),
+                    status: true,
+                    reason: "AgentReady".into(),
+                    message: "flotilla-agent is running".into(),
+                    since_ms: 0,
+                },
+                disk.clone(),
+            ],
             pods: pods.clone(),
         };
         link.send_status(report);
-        self.last = Some((generation, pods));
+        self.last = Some((generation, pods, disk.status));
         self.sent_at = std::time::Instant::now();
+    }
+}
+
+/// Writes one of the loop's records (what runs, the pods' statuses). A full disk must not stop
+/// the loop that keeps the workloads running: the failure is logged once, the record is written
+/// again next round, and a half-written temporary file is removed.
+fn persist(path: &std::path::Path, value: &impl serde::Serialize, failing: &mut bool) {
+    let result =
+        serde_json::to_vec(value).map_err(std::io::Error::other).and_then(|b| write_atomic(path, &b));
+    match result {
+        Ok(()) => {
+            if *failing {
+                tracing::info!(path = %path.display(), "the state directory is writable again");
+            }
+            *failing = false;
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(path.with_extension("tmp"));
+            if !*failing {
+                tracing::error!(path = %path.display(), error = %e, "cannot write the state directory (disk full?); the pods keep running");
+            }
+            *failing = true;
+        }
     }
 }
 

@@ -96,6 +96,36 @@ pub fn node_status(
     }
 }
 
+/// The conditions an agent reports besides Ready (`DiskPressure`, ...), as Node conditions: a
+/// transition time kept from `existing` (the stored Node) while the status stays, else `now`.
+pub fn reported_conditions(
+    reported: &[flotilla_shared::wire::NodeCondition],
+    existing: Option<&Value>,
+    now: &str,
+) -> Vec<Condition> {
+    let old = existing.and_then(|n| n.pointer("/status/conditions")).and_then(Value::as_array);
+    reported
+        .iter()
+        .filter(|c| c.kind != "Ready" && !c.kind.is_empty())
+        .take(16)
+        .map(|c| {
+            let status = if c.status { "True" } else { "False" };
+            let since = old
+                .and_then(|cs| cs.iter().find(|o| o["type"] == c.kind.as_str() && o["status"] == status))
+                .and_then(|o| o["lastTransitionTime"].as_str())
+                .unwrap_or(now);
+            Condition {
+                type_: c.kind.chars().take(64).collect(),
+                status: status.into(),
+                last_transition_time: Some(since.into()),
+                last_heartbeat_time: Some(now.into()),
+                reason: Some(c.reason.chars().take(128).collect()),
+                message: Some(c.message.chars().take(1024).collect()),
+            }
+        })
+        .collect()
+}
+
 /// The Ready condition's status in a stored Node (`True`, `False`, `Unknown`) and since when.
 pub fn ready_of(node: &Value) -> Option<(String, String)> {
     let conds = node.pointer("/status/conditions")?.as_array()?;
@@ -199,5 +229,32 @@ mod tests {
         assert_eq!(s["nodeInfo"]["architecture"], "arm64");
         let node = json!({"status": s});
         assert_eq!(ready_of(&node), Some(("True".into(), "t0".into())));
+    }
+
+    #[test]
+    fn reported_conditions_keep_their_transition_time_while_unchanged() {
+        let c = |status: bool| flotilla_shared::wire::NodeCondition {
+            kind: "DiskPressure".into(),
+            status,
+            reason: "r".into(),
+            message: "m".into(),
+            since_ms: 0,
+        };
+        let ready = flotilla_shared::wire::NodeCondition { kind: "Ready".into(), ..c(true) };
+        let first = reported_conditions(&[ready, c(false)], None, "t1");
+        assert_eq!(first.len(), 1, "Ready is the hub's own");
+        assert_eq!(
+            (first[0].status.as_str(), first[0].last_transition_time.as_deref()),
+            ("False", Some("t1"))
+        );
+        let stored = json!({"status": {"conditions": [serde_json::to_value(&first[0]).unwrap()]}});
+        let same = reported_conditions(&[c(false)], Some(&stored), "t2");
+        assert_eq!(same[0].last_transition_time.as_deref(), Some("t1"));
+        assert_eq!(same[0].last_heartbeat_time.as_deref(), Some("t2"));
+        let changed = reported_conditions(&[c(true)], Some(&stored), "t3");
+        assert_eq!(
+            (changed[0].status.as_str(), changed[0].last_transition_time.as_deref()),
+            ("True", Some("t3"))
+        );
     }
 }

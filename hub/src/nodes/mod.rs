@@ -319,6 +319,9 @@ async fn take_status(store: &Store, memory: &Mutex<NodeMemory>, r: StatusReport)
         &since,
         &now,
     );
+    let mut status = status;
+    let reported = ingest::reported_conditions(&r.conditions, existing.as_ref(), &now);
+    status.conditions.get_or_insert_with(Vec::new).extend(reported);
     if let Some(mut node) = store.get(Kind::Node, "", &r.node).await.ok().flatten() {
         node["status"] = serde_json::to_value(status).unwrap_or_default();
         write(store, Kind::Node, node, Mode::Status).await;

@@ -80,6 +80,26 @@ impl NodeView {
                 });
             }
         }
+        // Kubernetes' TaintNodesByCondition: a node under pressure takes no new pods.
+        for (condition, key) in [
+            ("DiskPressure", "node.kubernetes.io/disk-pressure"),
+            ("MemoryPressure", "node.kubernetes.io/memory-pressure"),
+            ("PIDPressure", "node.kubernetes.io/pid-pressure"),
+        ] {
+            let on = n
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == condition && c.status == "True"));
+            if on && !taints.iter().any(|t| t.key == key && t.effect == TaintEffect::NoSchedule) {
+                taints.push(Taint {
+                    key: key.into(),
+                    value: None,
+                    effect: TaintEffect::NoSchedule,
+                    time_added: None,
+                });
+            }
+        }
         let alloc = n.status.as_ref().and_then(|s| s.allocatable.as_ref());
         let q = |k: &str, milli: bool| {
             alloc
