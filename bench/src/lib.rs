@@ -34,7 +34,9 @@ impl Hub {
 
     /// With extra `serve` arguments; its log goes to `<dir>.log`.
     pub fn start_with(dir: &Path, extra: &[&str]) -> anyhow::Result<Hub> {
-        let log = std::fs::File::create(dir.with_extension("log"))?;
+        // A restart on the same directory: wait for the new process's file, not the old one.
+        let _ = std::fs::remove_file(dir.join("client.json"));
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.with_extension("log"))?;
         let child = Command::new(release_bin("flotilla-hub")?)
             .args(["--data-dir", &dir.to_string_lossy(), "serve", "--listen", "127.0.0.1:0"])
             .args(extra)
