@@ -67,7 +67,11 @@ fn listener(name: &str, addr: SocketAddr, max_packet: u32) -> Builder {
         .session_expiry_interval(Duration::from_secs(24 * 3600))
         .max_session_expiry_interval(Duration::from_secs(24 * 3600))
         .message_expiry_interval(Duration::from_secs(3600))
-        .max_mqueue_len(1000)
+        // The hub's own session receives every node's reports: a burst (a fleet joining or
+        // coming back at once) must queue, not be dropped. Nodes use clean sessions, so their
+        // queues stay short. 100,000 is about a minute of reports from 19,000 nodes.
+        .max_mqueue_len(100_000)
+        .max_inflight(std::num::NonZeroU16::new(256).unwrap_or(std::num::NonZeroU16::MIN))
         .max_connections(1_000_000)
         .max_handshaking_limit(2000)
         .nodelay(true)

@@ -126,6 +126,33 @@ pub fn reported_conditions(
         .collect()
 }
 
+/// Whether two Node statuses differ only in their conditions' `lastHeartbeatTime`.
+pub fn same_but_heartbeats(a: &Value, b: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(cs) = v.get_mut("conditions").and_then(Value::as_array_mut) {
+            for c in cs.iter_mut().filter_map(Value::as_object_mut) {
+                c.remove("lastHeartbeatTime");
+            }
+        }
+        v
+    };
+    strip(a) == strip(b)
+}
+
+/// Seconds since the Ready condition's `lastHeartbeatTime` in a Node status, at `now`.
+pub fn heartbeat_age_secs(status: &Value, now: time::OffsetDateTime) -> Option<i64> {
+    let t = status
+        .get("conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready")?
+        .get("lastHeartbeatTime")?
+        .as_str()?;
+    let t = time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()?;
+    Some((now - t).whole_seconds())
+}
+
 /// The Ready condition's status in a stored Node (`True`, `False`, `Unknown`) and since when.
 pub fn ready_of(node: &Value) -> Option<(String, String)> {
     let conds = node.pointer("/status/conditions")?.as_array()?;
@@ -256,5 +283,24 @@ mod tests {
             (changed[0].status.as_str(), changed[0].last_transition_time.as_deref()),
             ("True", Some("t3"))
         );
+    }
+
+    #[test]
+    fn heartbeat_times_alone_are_no_change() {
+        let a = json!({"capacity": {"cpu": "4"}, "conditions": [{"type": "Ready", "status": "True", "lastHeartbeatTime": "t1"}]});
+        let mut b = a.clone();
+        b["conditions"][0]["lastHeartbeatTime"] = "t2".into();
+        assert!(same_but_heartbeats(&a, &b));
+        b["conditions"][0]["status"] = "False".into();
+        assert!(!same_but_heartbeats(&a, &b));
+        assert!(!same_but_heartbeats(&a, &json!({"capacity": {"cpu": "8"}, "conditions": a["conditions"]})));
+        let now = time::OffsetDateTime::parse(
+            "2026-01-01T01:00:00Z",
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap();
+        let st = json!({"conditions": [{"type": "Ready", "lastHeartbeatTime": "2026-01-01T00:00:30Z"}]});
+        assert_eq!(heartbeat_age_secs(&st, now), Some(3570));
+        assert_eq!(heartbeat_age_secs(&a, now), None, "unparseable");
     }
 }

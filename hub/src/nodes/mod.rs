@@ -238,6 +238,9 @@ fn lock(m: &Mutex<NodeMemory>) -> std::sync::MutexGuard<'_, NodeMemory> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// How often a node's unchanged status is written anyway (its `lastHeartbeatTime`).
+const HEARTBEAT_WRITE_SECS: i64 = 3600;
+
 async fn write(store: &Store, kind: Kind, object: Value, mode: Mode) {
     if let Err(e) = store.write(WriteOp::Put { kind, object, mode }, false).await {
         tracing::warn!(kind = ?kind, error = %e, "writing a node's report");
@@ -323,8 +326,16 @@ async fn take_status(store: &Store, memory: &Mutex<NodeMemory>, r: StatusReport)
     let reported = ingest::reported_conditions(&r.conditions, existing.as_ref(), &now);
     status.conditions.get_or_insert_with(Vec::new).extend(reported);
     if let Some(mut node) = store.get(Kind::Node, "", &r.node).await.ok().flatten() {
-        node["status"] = serde_json::to_value(status).unwrap_or_default();
-        write(store, Kind::Node, node, Mode::Status).await;
+        let next = serde_json::to_value(status).unwrap_or_default();
+        // A report that changes nothing but heartbeat times is written at most hourly:
+        // liveness is kept in memory (and marked NotReady from there), so a quiet fleet costs
+        // the disk little; `lastHeartbeatTime` is then at most an hour old.
+        let recent = ingest::heartbeat_age_secs(&node["status"], time::OffsetDateTime::now_utc())
+            .is_some_and(|age| (0..HEARTBEAT_WRITE_SECS).contains(&age));
+        if !(recent && ingest::same_but_heartbeats(&node["status"], &next)) {
+            node["status"] = next;
+            write(store, Kind::Node, node, Mode::Status).await;
+        }
     }
     // Pod statuses, written concurrently so the store's writer commits them as one group.
     let mut writes = Vec::new();
