@@ -45,8 +45,10 @@ spec:
 EOF
 done
 
-agent run --manifests "$work/manifests" --run-dir "$work/run" --node-name cross-check \
-  2> "$work/agent.log" &
+# The binary itself in the background, not the `agent` function: $! must be the agent's pid
+# (a backgrounded function is a subshell, and TERM to it would leave the agent running).
+"$agent_bin" --state-dir "$work/state" run --manifests "$work/manifests" --run-dir "$work/run" \
+  --node-name cross-check 2> "$work/agent.log" &
 agent_pid=$!
 logs=("" "")
 for _ in $(seq 300); do
