@@ -57,6 +57,20 @@ impl Hub {
     }
 }
 
+impl Hub {
+    /// Raises the hub's open-file limit to the machine's hard limit (it holds a descriptor per
+    /// MQTT connection).
+    pub fn raise_file_limit(&self) -> anyhow::Result<()> {
+        let lim = nix::sys::resource::Resource::RLIMIT_NOFILE;
+        let (_, hard) = nix::sys::resource::getrlimit(lim)?;
+        let st = Command::new("prlimit")
+            .args([&format!("--pid={}", self.child.id()), &format!("--nofile={hard}:{hard}")])
+            .status()?;
+        ensure!(st.success(), "prlimit");
+        Ok(())
+    }
+}
+
 impl Drop for Hub {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -105,12 +105,7 @@ fn main() -> anyhow::Result<()> {
     let hub = Hub::start_with(&dir, &["--mqtt-listen", &format!("127.0.0.1:{port}")])?;
     let pid = hub.child.id() as i32;
     // The hub needs a descriptor per connection.
-    let lim = nix::sys::resource::Resource::RLIMIT_NOFILE;
-    let (_, hard) = nix::sys::resource::getrlimit(lim)?;
-    let st = Command::new("prlimit")
-        .args([&format!("--pid={pid}"), &format!("--nofile={hard}:{hard}")])
-        .status()?;
-    ensure!(st.success(), "prlimit");
+    hub.raise_file_limit()?;
     let viewer = tmp.path().join("viewer.json");
     let st = Command::new(release_bin("flotilla-hub")?)
         .arg("--data-dir")

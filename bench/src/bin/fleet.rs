@@ -320,12 +320,7 @@ async fn measure() -> anyhow::Result<()> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let hub = Hub::start_with(&tmp.path().join("hub"), &["--mqtt-listen", &format!("127.0.0.1:{port}")])?;
     let pid = hub.child.id() as i32;
-    let lim = nix::sys::resource::Resource::RLIMIT_NOFILE;
-    let (_, hard) = nix::sys::resource::getrlimit(lim)?;
-    let st = Command::new("prlimit")
-        .args([&format!("--pid={pid}"), &format!("--nofile={hard}:{hard}")])
-        .status()?;
-    ensure!(st.success(), "prlimit");
+    hub.raise_file_limit()?;
     let api = Rc::new(Api { http: reqwest::Client::new(), url: hub.url.clone(), token: hub.token.clone() });
     let (rss0, _) = rss_pss(pid)?;
 
@@ -465,10 +460,7 @@ async fn measure() -> anyhow::Result<()> {
     drop(hub);
     let lost = now_ms();
     let hub = Hub::start_with(&dir, &["--mqtt-listen", &format!("127.0.0.1:{port}")])?;
-    let st = Command::new("prlimit")
-        .args([&format!("--pid={}", hub.child.id()), &format!("--nofile={hard}:{hard}")])
-        .status()?;
-    ensure!(st.success(), "prlimit");
+    hub.raise_file_limit()?;
     let restarted = now_ms() - lost;
     let mut back = Vec::with_capacity(nodes);
     let deadline = Instant::now() + Duration::from_secs(180);

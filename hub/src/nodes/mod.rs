@@ -325,7 +325,12 @@ async fn take_status(store: &Store, memory: &Mutex<NodeMemory>, r: StatusReport)
     let mut status = status;
     let reported = ingest::reported_conditions(&r.conditions, existing.as_ref(), &now);
     status.conditions.get_or_insert_with(Vec::new).extend(reported);
-    if let Some(mut node) = store.get(Kind::Node, "", &r.node).await.ok().flatten() {
+    // The Node as read above, or as just registered (one more read only for a new node).
+    let current = match existing {
+        Some(n) => Some(n),
+        None => store.get(Kind::Node, "", &r.node).await.ok().flatten(),
+    };
+    if let Some(mut node) = current {
         let next = serde_json::to_value(status).unwrap_or_default();
         // A report that changes nothing but heartbeat times is written at most hourly:
         // liveness is kept in memory (and marked NotReady from there), so a quiet fleet costs
