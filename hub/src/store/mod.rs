@@ -3,6 +3,7 @@
 //! pool of read connections, a global revision counter, a change log for watches, and Secrets
 //! encrypted at rest. Only this module writes SQL.
 
+mod cache;
 pub mod crypto;
 pub mod objects;
 pub mod schema;
@@ -10,7 +11,7 @@ mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::Value;
@@ -140,6 +141,8 @@ struct Inner {
     revision: Arc<AtomicU64>,
     feed: broadcast::Sender<Arc<Change>>,
     keys: Arc<KeyRing>,
+    /// Nodes and Pods, decoded, as committed (`cache`).
+    cache: Arc<RwLock<cache::Cache>>,
 }
 
 /// A handle to the store; cheap to clone.
@@ -173,17 +176,16 @@ impl Store {
             .map_err(|e| StoreError::Database { path: path.display().to_string(), source: e })?
             as u64;
         let revision = Arc::new(AtomicU64::new(revision));
+        let cache = Arc::new(RwLock::new(load_cache(&conn, &path, &keys)?));
         let (feed, _) = broadcast::channel(16_384);
         let (tx, rx) = std::sync::mpsc::channel();
-        let thread = writer::spawn(
-            conn,
-            path.clone(),
-            rx,
-            revision.clone(),
-            feed.clone(),
-            keys.clone(),
-            change_log_keep,
-        );
+        let shared = writer::Shared {
+            revision: revision.clone(),
+            feed: feed.clone(),
+            keys: keys.clone(),
+            cache: cache.clone(),
+        };
+        let thread = writer::spawn(conn, path.clone(), rx, shared, change_log_keep);
         let store = Store {
             inner: Arc::new(Inner {
                 path,
@@ -193,6 +195,7 @@ impl Store {
                 revision,
                 feed,
                 keys,
+                cache,
             }),
         };
         store.ensure_default_namespace()?;
@@ -257,6 +260,11 @@ impl Store {
         result
     }
 
+    /// Reads the cache (the writer holds its lock only to apply a committed group).
+    fn cached<T>(&self, f: impl FnOnce(&cache::Cache) -> T) -> T {
+        f(&self.inner.cache.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
     fn db_err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
         |e| StoreError::Database { path: self.inner.path.display().to_string(), source: e }
     }
@@ -267,6 +275,9 @@ impl Store {
 
     /// Reads one object (blocking; call from a blocking context).
     pub fn get_blocking(&self, kind: Kind, namespace: &str, name: &str) -> Result<Option<Value>, StoreError> {
+        if cache::Cache::holds(kind) {
+            return Ok(self.cached(|c| c.get(kind, namespace, name)).map(|v| (*v).clone()));
+        }
         self.with_reader(|c| {
             let body: Option<String> = c
                 .query_row(
@@ -288,6 +299,15 @@ impl Store {
         namespace: Option<&str>,
         selector: &LabelSelector,
     ) -> Result<(Vec<Value>, u64), StoreError> {
+        if cache::Cache::holds(kind) {
+            let (objects, rev) = self.cached(|c| (c.list(kind, namespace), self.revision()));
+            let out = objects
+                .iter()
+                .filter(|v| selector.is_empty() || selector.matches(&labels_of(v)))
+                .map(|v| (**v).clone())
+                .collect();
+            return Ok((out, rev));
+        }
         self.with_reader(|c| {
             let tx = c.unchecked_transaction().map_err(self.db_err())?;
             let rev: i64 =
@@ -310,6 +330,17 @@ impl Store {
             tx.commit().map_err(self.db_err())?;
             Ok((out, rev as u64))
         })
+    }
+
+    /// The objects of `kind` for which `keep` holds, cloning only those: from memory for the
+    /// cached kinds (Nodes, Pods), else read like `list_blocking` (then blocking).
+    pub fn select(&self, kind: Kind, keep: impl Fn(&Value) -> bool) -> Result<Vec<Value>, StoreError> {
+        if cache::Cache::holds(kind) {
+            let objects = self.cached(|c| c.list(kind, None));
+            return Ok(objects.iter().filter(|v| keep(v)).map(|v| (**v).clone()).collect());
+        }
+        let (all, _) = self.list_blocking(kind, None, &LabelSelector::default())?;
+        Ok(all.into_iter().filter(|v| keep(v)).collect())
     }
 
     /// Changes after `from_rev` still in the log, oldest first, or `Gone` when the log no
@@ -405,6 +436,10 @@ impl Store {
 
     /// Async wrappers run the blocking reads on tokio's blocking pool.
     pub async fn get(&self, kind: Kind, namespace: &str, name: &str) -> Result<Option<Value>, StoreError> {
+        if cache::Cache::holds(kind) {
+            // From memory: no blocking thread needed.
+            return self.get_blocking(kind, namespace, name);
+        }
         let (s, ns, n) = (self.clone(), namespace.to_string(), name.to_string());
         spawn_blocking(move || s.get_blocking(kind, &ns, &n)).await
     }
@@ -454,6 +489,25 @@ async fn spawn_blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
     tokio::task::spawn_blocking(f).await.map_err(|_| StoreError::Closed)?
+}
+
+/// The cached kinds' objects as stored (`cache`).
+fn load_cache(conn: &Connection, path: &Path, keys: &KeyRing) -> Result<cache::Cache, StoreError> {
+    let db = |e| StoreError::Database { path: path.display().to_string(), source: e };
+    let mut out = cache::Cache::default();
+    let mut stmt = conn.prepare("SELECT namespace, name, body FROM objects WHERE kind = ?1").map_err(db)?;
+    for kind in cache::Cache::KINDS {
+        let rows = stmt
+            .query_map(params![kind.info().name], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+            })
+            .map_err(db)?;
+        for row in rows {
+            let (namespace, name, body) = row.map_err(db)?;
+            out.insert(kind, namespace, name, decode_body(keys, kind.info().name, &body)?);
+        }
+    }
+    Ok(out)
 }
 
 /// Re-encrypts every stored Secret (objects and change log) that is not sealed with the

@@ -168,3 +168,76 @@ fn the_wal_stays_bounded_under_steady_writes() {
     // ~12 MB were written through the WAL; checkpoints keep it near the 4 MiB autocheckpoint.
     assert!(max_wal < 16 << 20, "WAL grew to {max_wal} bytes");
 }
+
+#[test]
+fn the_cached_kinds_read_as_sqlite_holds_them() {
+    // Pods and Nodes are served from memory: after creates, updates, deletions, a failed write
+    // in a group, a namespace's cascade and a dry run, the live store reads exactly what a
+    // store opened afresh from the file reads.
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let store = Store::open(dir.path()).unwrap();
+    let pod = |ns: &str, name: &str, node: &str| {
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns, "labels": {"app": name}},
+               "spec": {"nodeName": node, "containers": [{"name": "c", "image": "busybox"}]}})
+    };
+    let node = |name: &str| json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}});
+    let w = |op| rt.block_on(store.write(op, false));
+    let put = |kind, object, mode| WriteOp::Put { kind, object, mode };
+    w(put(
+        Kind::Namespace,
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "apps"}}),
+        Mode::Create,
+    ))
+    .unwrap();
+    for i in 0..6 {
+        w(put(
+            Kind::Pod,
+            pod(if i % 2 == 0 { "default" } else { "apps" }, &format!("p{i}"), "n1"),
+            Mode::Create,
+        ))
+        .unwrap();
+        w(put(Kind::Node, node(&format!("n{i}")), Mode::Create)).unwrap();
+    }
+    let mut p1 = store.get_blocking(Kind::Pod, "apps", "p1").unwrap().unwrap();
+    p1["status"] = json!({"phase": "Running"});
+    w(put(Kind::Pod, p1, Mode::Status)).unwrap();
+    w(WriteOp::Delete { kind: Kind::Node, namespace: String::new(), name: "n3".into() }).unwrap();
+    rt.block_on(store.write(put(Kind::Pod, pod("default", "dry", "n1"), Mode::Create), true)).unwrap();
+    assert!(w(put(Kind::Pod, pod("nowhere", "x", "n1"), Mode::Create)).is_err());
+    w(WriteOp::Delete { kind: Kind::Namespace, namespace: String::new(), name: "apps".into() }).unwrap();
+    let read = |s: &Store| {
+        let all = |k| s.list_blocking(k, None, &LabelSelector::default()).unwrap();
+        let sel: LabelSelector = serde_json::from_value(json!({"matchLabels": {"app": "p2"}})).unwrap();
+        (all(Kind::Pod), all(Kind::Node), s.list_blocking(Kind::Pod, Some("default"), &sel).unwrap())
+    };
+    let live = read(&store);
+    assert!(live.0 .0.iter().all(|p| p["metadata"]["name"] != "dry"), "a dry run is not cached");
+    assert_eq!(live.2 .0.len(), 1, "one namespace, one label");
+    store.close();
+    let reopened = Store::open(dir.path()).unwrap();
+    assert_eq!(read(&reopened), live);
+    assert_eq!(reopened.get_blocking(Kind::Node, "", "n3").unwrap(), None);
+}
+
+#[test]
+fn a_controllers_object_for_a_deleted_owner_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let store = Store::open(dir.path()).unwrap();
+    let owner = rt.block_on(store.write(put("owner", "1", Mode::Create), false)).unwrap().object;
+    let uid = owner["metadata"]["uid"].as_str().unwrap().to_string();
+    let dependent = |name: &str, uid: &str, controller: bool| {
+        let mut v = cm(name, "1");
+        v["metadata"]["ownerReferences"] = json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": uid, "controller": controller}]);
+        WriteOp::Put { kind: Kind::ConfigMap, object: v, mode: Mode::Create }
+    };
+    rt.block_on(store.write(dependent("a", &uid, true), false)).unwrap();
+    let delete = WriteOp::Delete { kind: Kind::ConfigMap, namespace: "default".into(), name: "owner".into() };
+    rt.block_on(store.write(delete, false)).unwrap();
+    assert!(store.get_blocking(Kind::ConfigMap, "default", "a").unwrap().is_none(), "cascaded");
+    let e = rt.block_on(store.write(dependent("b", &uid, true), false)).unwrap_err();
+    assert!(e.to_string().contains("no longer exists"), "{e}");
+    // Only a controller reference is checked (Kubernetes allows dangling plain references).
+    rt.block_on(store.write(dependent("c", &uid, false), false)).unwrap();
+}

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde_json::Value;
@@ -13,6 +13,7 @@ use tokio::sync::broadcast;
 
 use flotilla_shared::api::Kind;
 
+use super::cache::Cache;
 use super::crypto::KeyRing;
 use super::objects::{self, Mode, Outcome, Stamp};
 use super::{
@@ -22,19 +23,28 @@ use super::{
 /// Writes taken into one transaction at most.
 const GROUP: usize = 256;
 
+/// What the writer shares with the store's readers.
+pub(super) struct Shared {
+    pub revision: Arc<AtomicU64>,
+    pub feed: broadcast::Sender<Arc<Change>>,
+    pub keys: Arc<KeyRing>,
+    /// Updated with the revision, before the changes are published.
+    pub cache: Arc<RwLock<Cache>>,
+}
+
+/// Starts the writer thread on the writer connection; `keep`: changes kept in the log.
 pub(super) fn spawn(
     conn: Connection,
     path: PathBuf,
     rx: Receiver<Request>,
-    revision: Arc<AtomicU64>,
-    feed: broadcast::Sender<Arc<Change>>,
-    keys: Arc<KeyRing>,
+    shared: Shared,
     keep: u64,
 ) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
         .name("store-writer".into())
         .spawn(move || {
-            let mut w = Writer { conn, path, revision, feed, keys, keep, commits: 0 };
+            let Shared { revision, feed, keys, cache } = shared;
+            let mut w = Writer { conn, path, revision, feed, keys, keep, cache, commits: 0 };
             w.run(rx);
         })
         .expect("spawn the store writer thread")
@@ -48,6 +58,7 @@ struct Writer {
     keys: Arc<KeyRing>,
     /// Changes kept in the log for watches.
     keep: u64,
+    cache: Arc<RwLock<Cache>>,
     commits: u64,
 }
 
@@ -125,7 +136,13 @@ impl Writer {
         })();
         match outcome {
             Ok(rev) => {
-                self.revision.store(rev, Ordering::SeqCst);
+                {
+                    let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
+                    for c in &changes {
+                        cache.apply(c);
+                    }
+                    self.revision.store(rev, Ordering::SeqCst);
+                }
                 for c in changes {
                     let _ = self.feed.send(Arc::new(c));
                 }
@@ -201,6 +218,25 @@ impl Ctx<'_> {
             let current = existing.expect("unchanged implies an existing object");
             return Ok(WriteResult { object: current, outcome, rev: self.rev });
         };
+        if outcome == Outcome::Created {
+            // A controller's object for an owner deleted meanwhile (its round read the owner
+            // before the delete committed) would only be left for the garbage collector:
+            // refused here, atomically with the delete, as a conflict the controller drops.
+            for owner in controller_uids(&next) {
+                let exists: Option<i64> = self
+                    .tx
+                    .query_row("SELECT 1 FROM objects WHERE uid = ?1", params![owner], |r| r.get(0))
+                    .optional()
+                    .map_err(Self::db)?;
+                if exists.is_none() {
+                    return Err(StoreError::Conflict {
+                        kind,
+                        name,
+                        message: format!("its controller (uid {owner}) no longer exists"),
+                    });
+                }
+            }
+        }
         self.rev += 1;
         let uid = objects::uid(&next).unwrap_or_default().to_string();
         self.tx
@@ -335,6 +371,19 @@ fn owner_uids(v: &Value) -> Vec<String> {
         .and_then(Value::as_array)
         .map(|refs| {
             refs.iter().filter_map(|r| r.get("uid").and_then(Value::as_str).map(str::to_string)).collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The uids of the owners that are the object's controller (`controller: true`).
+fn controller_uids(v: &Value) -> Vec<String> {
+    v.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .map(|refs| {
+            refs.iter()
+                .filter(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
+                .filter_map(|r| r.get("uid").and_then(Value::as_str).map(str::to_string))
+                .collect()
         })
         .unwrap_or_default()
 }
