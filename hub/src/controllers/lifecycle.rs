@@ -101,13 +101,17 @@ pub fn evictions(
     now: i64,
     default_secs: i64,
 ) -> Vec<Eviction> {
-    let volumes: Vec<PersistentVolume> =
-        volumes.iter().filter_map(|v| serde_json::from_value(v.clone()).ok()).collect();
-    let claims: Vec<PersistentVolumeClaim> =
-        claims.iter().filter_map(|v| serde_json::from_value(v.clone()).ok()).collect();
-    let bindings = volume_binding::bind(&volumes, &claims);
+    // Only nodes that are not Ready, and only their pods, are parsed: at fleet size nearly
+    // every node is Ready and this runs on every node change.
+    let ready = |n: &Value| {
+        n.pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+            .is_some_and(|c| c["status"] == "True")
+    };
     let tainted: Vec<(String, Taint, i64)> = nodes
         .iter()
+        .filter(|n| !ready(n))
         .filter_map(|n| serde_json::from_value::<Node>(n.clone()).ok())
         .filter_map(|n| implied_taint(&n).map(|(t, since)| (n.metadata.name().to_string(), t, since)))
         .collect();
@@ -115,7 +119,15 @@ pub fn evictions(
     if tainted.is_empty() {
         return out;
     }
-    for p in pods.iter().filter_map(|p| serde_json::from_value::<Pod>(p.clone()).ok()) {
+    let volumes: Vec<PersistentVolume> =
+        volumes.iter().filter_map(|v| serde_json::from_value(v.clone()).ok()).collect();
+    let claims: Vec<PersistentVolumeClaim> =
+        claims.iter().filter_map(|v| serde_json::from_value(v.clone()).ok()).collect();
+    let bindings = volume_binding::bind(&volumes, &claims);
+    let names: std::collections::HashSet<&str> = tainted.iter().map(|(n, _, _)| n.as_str()).collect();
+    let on_tainted =
+        |p: &&Value| p.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| names.contains(n));
+    for p in pods.iter().filter(on_tainted).filter_map(|p| serde_json::from_value::<Pod>(p.clone()).ok()) {
         let Some(node) = p.spec.node_name.as_deref() else { continue };
         let Some((_, taint, since)) = tainted.iter().find(|(n, _, _)| n == node) else { continue };
         if p.metadata.deletion_timestamp.is_some() || pinned(&p, &volumes, &bindings) {

@@ -74,10 +74,9 @@ pub fn start(store: Store, settings: Settings) {
 /// Writes claim-to-volume bindings and releases (`volumes`), on every change of volumes or
 /// claims and every 10 s.
 async fn volume_binding(store: Store) {
-    let mut feed = store.subscribe();
-    let mut resync = tokio::time::interval(Duration::from_secs(10));
     let kinds = [Kind::PersistentVolume, Kind::PersistentVolumeClaim];
-    while next_round(&mut feed, &mut resync, &kinds).await {
+    let mut rounds = Rounds::new(&store, Duration::from_secs(10), &kinds);
+    while rounds.next().await {
         let (pvs, pvcs) =
             (list(&store, Kind::PersistentVolume).await, list(&store, Kind::PersistentVolumeClaim).await);
         for action in volumes::sync(&pvs, &pvcs) {
@@ -118,10 +117,9 @@ async fn volume_binding(store: Store) {
 /// Evicts the pods of nodes that stopped being Ready once their toleration ran out
 /// (`lifecycle`), checked on every node change and every 5 s.
 async fn node_lifecycle(store: Store, settings: Settings) {
-    let mut feed = store.subscribe();
-    let mut resync = tokio::time::interval(Duration::from_secs(5));
     let default_secs = i64::try_from(settings.not_ready_toleration.as_secs()).unwrap_or(i64::MAX);
-    while next_round(&mut feed, &mut resync, &[Kind::Node]).await {
+    let mut rounds = Rounds::new(&store, Duration::from_secs(5), &[Kind::Node]);
+    while rounds.next().await {
         let (nodes, pods, volumes, claims) = (
             list(&store, Kind::Node).await,
             list(&store, Kind::Pod).await,
@@ -159,24 +157,49 @@ async fn node_lifecycle(store: Store, settings: Settings) {
     }
 }
 
-/// Waits for a change of one of `kinds` or the resync period, then lets a burst settle.
-async fn next_round(
-    feed: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<crate::store::Change>>,
-    resync: &mut tokio::time::Interval,
-    kinds: &[Kind],
-) -> bool {
-    loop {
-        tokio::select! {
-            r = feed.recv() => match r {
-                Ok(c) if !kinds.contains(&c.kind) => continue,
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return false,
-                _ => {}
+/// A controller loop's rounds: one after a change of one of its kinds or every resync period,
+/// once a burst of changes has settled.
+pub(crate) struct Rounds {
+    feed: tokio::sync::broadcast::Receiver<std::sync::Arc<crate::store::Change>>,
+    resync: tokio::time::Interval,
+    kinds: Vec<Kind>,
+    /// When the current round started.
+    started: Option<std::time::Instant>,
+}
+
+impl Rounds {
+    pub(crate) fn new(store: &Store, resync: Duration, kinds: &[Kind]) -> Rounds {
+        Rounds {
+            feed: store.subscribe(),
+            resync: {
+                let mut i = tokio::time::interval(resync);
+                i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                i
             },
-            _ = resync.tick() => {}
+            kinds: kinds.to_vec(),
+            started: None,
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        while feed.try_recv().is_ok() {}
-        return true;
+    }
+
+    /// Waits for the next round; false once the store is closed. The settling wait is 50 ms,
+    /// or as long as the last round took: under a stream of changes (a fleet reporting), a
+    /// loop whose round is slow (large lists) uses at most about half of a core.
+    pub(crate) async fn next(&mut self) -> bool {
+        let busy = self.started.take().map(|s| s.elapsed()).unwrap_or_default();
+        loop {
+            tokio::select! {
+                r = self.feed.recv() => match r {
+                    Ok(c) if !self.kinds.contains(&c.kind) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return false,
+                    _ => {}
+                },
+                _ = self.resync.tick() => {}
+            }
+            tokio::time::sleep(Duration::from_millis(50).max(busy)).await;
+            while self.feed.try_recv().is_ok() {}
+            self.started = Some(std::time::Instant::now());
+            return true;
+        }
     }
 }
 
@@ -185,21 +208,28 @@ async fn next_round(
 /// FailedScheduling event and the PodScheduled=False condition, once per distinct message, and
 /// is tried again on every change of pods, nodes or volumes and every 5 s.
 async fn scheduling(store: Store) {
-    let mut feed = store.subscribe();
-    let mut resync = tokio::time::interval(Duration::from_secs(5));
     // uid -> the last unschedulable message recorded.
     let mut reported: HashMap<String, String> = HashMap::new();
     let kinds = [Kind::Pod, Kind::Node, Kind::PersistentVolume, Kind::PersistentVolumeClaim];
-    while next_round(&mut feed, &mut resync, &kinds).await {
-        let (nodes, pods, volumes, claims) = (
+    let mut rounds = Rounds::new(&store, Duration::from_secs(5), &kinds);
+    while rounds.next().await {
+        let pods = list(&store, Kind::Pod).await;
+        // Most rounds have nothing to place: the cluster is only built when a pod is unbound.
+        let unbound =
+            |v: &&Value| v.pointer("/spec/nodeName").and_then(Value::as_str).is_none_or(str::is_empty);
+        if !pods.iter().any(|v| unbound(&v)) {
+            reported.clear();
+            continue;
+        }
+        let (nodes, volumes, claims) = (
             list(&store, Kind::Node).await,
-            list(&store, Kind::Pod).await,
             list(&store, Kind::PersistentVolume).await,
             list(&store, Kind::PersistentVolumeClaim).await,
         );
         let mut cluster = Cluster::from_objects(&nodes, &pods, &volumes, &claims);
         let mut pending: Vec<(flotilla_shared::api::Pod, &Value)> = pods
             .iter()
+            .filter(unbound)
             .filter_map(|v| Some((serde_json::from_value::<flotilla_shared::api::Pod>(v.clone()).ok()?, v)))
             .filter(|(p, _)| scheduler::wants_scheduling(p))
             .collect();

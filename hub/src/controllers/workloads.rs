@@ -12,7 +12,7 @@ use serde_json::Value;
 use flotilla_shared::api::{Kind, Node, Pod};
 
 use super::common::{self, controller_uid, name, namespace, uid};
-use super::{cronjob, daemonset, deployment, job, list, next_round, replicaset, statefulset, suffix, Event};
+use super::{cronjob, daemonset, deployment, job, list, replicaset, statefulset, suffix, Event, Rounds};
 use crate::scheduler::{self, NodeView};
 use crate::store::objects::Mode;
 use crate::store::{EventRecord, Store, WriteOp};
@@ -130,9 +130,8 @@ fn owned<'a>(index: &'a HashMap<&str, Vec<Value>>, owner: &Value) -> &'a [Value]
 
 /// Deployments: ReplicaSets per revision (`deployment`).
 pub(super) async fn deployments(store: Store) {
-    let mut feed = store.subscribe();
-    let mut resync = tokio::time::interval(Duration::from_secs(5));
-    while next_round(&mut feed, &mut resync, &[Kind::Deployment, Kind::ReplicaSet]).await {
+    let mut rounds = Rounds::new(&store, Duration::from_secs(5), &[Kind::Deployment, Kind::ReplicaSet]);
+    while rounds.next().await {
         let deploys = list(&store, Kind::Deployment).await;
         if deploys.is_empty() {
             continue;
@@ -165,9 +164,8 @@ pub(super) async fn deployments(store: Store) {
 
 /// ReplicaSets: their pods (`replicaset`).
 pub(super) async fn replicasets(store: Store) {
-    let mut feed = store.subscribe();
-    let mut resync = tokio::time::interval(Duration::from_secs(5));
-    while next_round(&mut feed, &mut resync, &[Kind::ReplicaSet, Kind::Pod]).await {
+    let mut rounds = Rounds::new(&store, Duration::from_secs(5), &[Kind::ReplicaSet, Kind::Pod]);
+    while rounds.next().await {
         let rses = list(&store, Kind::ReplicaSet).await;
         if rses.is_empty() {
             continue;
@@ -209,9 +207,8 @@ fn eligible_nodes(ds: &Value, nodes: &[NodeView], running: &HashSet<&str>) -> Ve
 
 /// DaemonSets: one pod per eligible node (`daemonset`), also on nodes that join later.
 pub(super) async fn daemonsets(store: Store) {
-    let mut feed = store.subscribe();
-    let mut resync = tokio::time::interval(Duration::from_secs(5));
-    while next_round(&mut feed, &mut resync, &[Kind::DaemonSet, Kind::Pod, Kind::Node]).await {
+    let mut rounds = Rounds::new(&store, Duration::from_secs(5), &[Kind::DaemonSet, Kind::Pod, Kind::Node]);
+    while rounds.next().await {
         let sets = list(&store, Kind::DaemonSet).await;
         if sets.is_empty() {
             continue;
@@ -244,9 +241,8 @@ pub(super) async fn daemonsets(store: Store) {
 
 /// Jobs: pods to completion (`job`); resynced every 2 s for back-off and deadlines.
 pub(super) async fn jobs(store: Store) {
-    let mut feed = store.subscribe();
-    let mut resync = tokio::time::interval(Duration::from_secs(2));
-    while next_round(&mut feed, &mut resync, &[Kind::Job, Kind::Pod]).await {
+    let mut rounds = Rounds::new(&store, Duration::from_secs(2), &[Kind::Job, Kind::Pod]);
+    while rounds.next().await {
         let jobs = list(&store, Kind::Job).await;
         if jobs.is_empty() {
             continue;
@@ -273,9 +269,8 @@ pub(super) async fn jobs(store: Store) {
 
 /// CronJobs: Jobs on a schedule (`cronjob`); checked every 5 s.
 pub(super) async fn cronjobs(store: Store) {
-    let mut feed = store.subscribe();
-    let mut resync = tokio::time::interval(Duration::from_secs(5));
-    while next_round(&mut feed, &mut resync, &[Kind::CronJob, Kind::Job]).await {
+    let mut rounds = Rounds::new(&store, Duration::from_secs(5), &[Kind::CronJob, Kind::Job]);
+    while rounds.next().await {
         let crons = list(&store, Kind::CronJob).await;
         if crons.is_empty() {
             continue;
@@ -301,10 +296,9 @@ pub(super) async fn cronjobs(store: Store) {
 
 /// StatefulSets: ordinal pods and their claims (`statefulset`).
 pub(super) async fn statefulsets(store: Store) {
-    let mut feed = store.subscribe();
-    let mut resync = tokio::time::interval(Duration::from_secs(5));
     let kinds = [Kind::StatefulSet, Kind::Pod, Kind::PersistentVolumeClaim];
-    while next_round(&mut feed, &mut resync, &kinds).await {
+    let mut rounds = Rounds::new(&store, Duration::from_secs(5), &kinds);
+    while rounds.next().await {
         let sets = list(&store, Kind::StatefulSet).await;
         if sets.is_empty() {
             continue;

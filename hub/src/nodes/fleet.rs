@@ -119,6 +119,8 @@ pub async fn task(store: Store, link: Link, topics: Topics, republish: Arc<Notif
     let mut feed = store.subscribe();
     let mut published: HashMap<String, Value> = HashMap::new();
     let mut first = true;
+    // How long the last round took: the next waits at least as long (at most half a core).
+    let mut busy = Duration::ZERO;
     loop {
         if !first {
             tokio::select! {
@@ -132,10 +134,11 @@ pub async fn task(store: Store, link: Link, topics: Topics, republish: Arc<Notif
                 _ = republish.notified() => published.values_mut().for_each(|v| *v = Value::Null),
             }
             // Coalesce bursts; deletions are found by comparing with what was published.
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(Duration::from_millis(200).max(busy)).await;
             while feed.try_recv().is_ok() {}
         }
         first = false;
+        let started = std::time::Instant::now();
         let list = |k| {
             let store = store.clone();
             async move { store.list(k, None, &LabelSelector::default()).await.map(|(v, _)| v).unwrap_or_default() }
@@ -212,6 +215,7 @@ pub async fn task(store: Store, link: Link, topics: Topics, republish: Arc<Notif
                 published.remove(&topic);
             }
         }
+        busy = started.elapsed();
     }
 }
 

@@ -26,7 +26,7 @@ use flotilla_shared::wire::topics::{NodeTopic, Topics};
 use flotilla_shared::wire::{self, Heartbeat, MessageKind, Presence, StatusReport};
 
 use crate::store::objects::Mode;
-use crate::store::{Store, WriteOp};
+use crate::store::{ChangeOp, Store, WriteOp};
 
 /// Largest payload accepted from a node.
 const MAX_INBOUND: usize = 4 << 20;
@@ -98,42 +98,63 @@ async fn list(store: &Store, kind: Kind) -> Vec<Value> {
 }
 
 /// Publishes each node's snapshot when its content changes; everything again after the
-/// broker lost its state (a connect without a kept session).
+/// broker lost its state (a connect without a kept session). A round computes only the
+/// snapshots the changes since the last one may alter (`pusher::Dirty`): at thousands of
+/// nodes, a pod's status or one node's heartbeat write must not cost a pass over the fleet.
 async fn pusher_task(store: Store, link: Link, topics: Topics, republish: Arc<Notify>) {
+    use tokio::sync::broadcast::error::{RecvError, TryRecvError};
     let mut feed = store.subscribe();
     let mut published: BTreeMap<String, [u8; 32]> = BTreeMap::new();
+    let mut labels: BTreeMap<String, Value> = BTreeMap::new();
+    let mut dirty = pusher::Dirty::default();
+    // How long the last round took: the next one waits at least as long, so a stream of
+    // changes costs the pusher at most half of a core.
+    let mut busy = Duration::ZERO;
     loop {
-        // Coalesce bursts: after the first change, take everything that arrives within 50 ms.
-        tokio::select! {
-            r = feed.recv() => {
-                match r {
-                    Ok(c) if !matches!(
-                        c.kind,
-                        Kind::Pod
-                            | Kind::ConfigMap
-                            | Kind::Secret
-                            | Kind::Node
-                            | Kind::PersistentVolume
-                            | Kind::PersistentVolumeClaim
-                    ) => continue,
-                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        while dirty.is_empty() {
+            tokio::select! {
+                r = feed.recv() => match r {
+                    Ok(c) => dirty.mark(c.kind, c.op == ChangeOp::Deleted, &c.object, &mut labels),
+                    Err(RecvError::Lagged(_)) => dirty.all = true,
+                    Err(RecvError::Closed) => return,
+                },
+                _ = republish.notified() => {
+                    published.clear();
+                    dirty.all = true;
                 }
             }
-            _ = republish.notified() => published.clear(),
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        while feed.try_recv().is_ok() {}
+        // Coalesce bursts: take everything that arrives meanwhile.
+        tokio::time::sleep(Duration::from_millis(50).max(busy)).await;
+        loop {
+            match feed.try_recv() {
+                Ok(c) => dirty.mark(c.kind, c.op == ChangeOp::Deleted, &c.object, &mut labels),
+                Err(TryRecvError::Lagged(_)) => dirty.all = true,
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Closed) => return,
+            }
+        }
+        let started = Instant::now();
+        let round = std::mem::take(&mut dirty);
         let revision = store.revision();
-        let (nodes, pods, cms, secrets, volumes, claims) = (
-            list(&store, Kind::Node).await,
-            list(&store, Kind::Pod).await,
+        let (nodes, pods) = if round.all {
+            (list(&store, Kind::Node).await, list(&store, Kind::Pod).await)
+        } else {
+            let wanted = |v: &Value, pointer: &str| {
+                v.pointer(pointer).and_then(Value::as_str).is_some_and(|n| round.nodes.contains(n))
+            };
+            (
+                store.select(Kind::Node, |v| wanted(v, "/metadata/name")).unwrap_or_default(),
+                store.select(Kind::Pod, |v| wanted(v, "/spec/nodeName")).unwrap_or_default(),
+            )
+        };
+        let (cms, secrets, volumes, claims) = (
             list(&store, Kind::ConfigMap).await,
             list(&store, Kind::Secret).await,
             list(&store, Kind::PersistentVolume).await,
             list(&store, Kind::PersistentVolumeClaim).await,
         );
-        let snaps = pusher::snapshots(&pusher::Inputs {
+        let mut snaps = pusher::snapshots(&pusher::Inputs {
             nodes: &nodes,
             pods: &pods,
             config_maps: &cms,
@@ -141,14 +162,34 @@ async fn pusher_task(store: Store, link: Link, topics: Topics, republish: Arc<No
             volumes: &volumes,
             claims: &claims,
         });
-        for (node, mut snap) in snaps {
-            let digest = pusher::content_digest(&snap);
-            if published.get(&node) == Some(&digest) {
+        // A node that no longer exists (and has no pods): its retained snapshot is cleared,
+        // so a device set up again under that name does not start from it.
+        let gone: Vec<String> = if round.all {
+            published.keys().filter(|n| !snaps.contains_key(*n)).cloned().collect()
+        } else {
+            round
+                .nodes
+                .iter()
+                .filter(|n| !snaps.contains_key(*n) && published.contains_key(*n))
+                .cloned()
+                .collect()
+        };
+        for node in gone {
+            published.remove(&node);
+            if let Err(e) = link.publish(topics.desired(&node), Vec::new(), true).await {
+                tracing::warn!(node, error = %e, "clearing the desired state of a deleted node");
+            } else {
+                tracing::info!(node, "cleared the desired state of a deleted node");
+            }
+        }
+        for (node, snap) in snaps.iter_mut() {
+            let digest = pusher::content_digest(snap);
+            if published.get(node) == Some(&digest) {
                 continue;
             }
             snap.generation = revision;
-            let bytes = wire::encode(&snap);
-            match link.publish(topics.desired(&node), bytes, true).await {
+            let bytes = wire::encode(&*snap);
+            match link.publish(topics.desired(node), bytes, true).await {
                 Ok(()) => {
                     tracing::info!(
                         node,
@@ -156,12 +197,22 @@ async fn pusher_task(store: Store, link: Link, topics: Topics, republish: Arc<No
                         pods = snap.pods.len(),
                         "published the desired state"
                     );
-                    published.insert(node, digest);
+                    published.insert(node.clone(), digest);
                 }
                 Err(e) => tracing::warn!(node, error = %e, "publishing the desired state"),
             }
         }
+        busy = started.elapsed();
     }
+}
+
+/// Workers taking status reports and presence into the store.
+const INGEST_WORKERS: usize = 16;
+
+/// What an ingest worker takes.
+enum Work {
+    Status(Box<StatusReport>),
+    Presence(String, Presence),
 }
 
 /// Takes what nodes publish into the store.
@@ -173,6 +224,30 @@ async fn ingest_task(
     memory: Arc<Mutex<NodeMemory>>,
     logs: logs::LogRouter,
 ) {
+    // Status reports and presence go to one of several workers, each node always to the same
+    // one (its reports stay in order): many nodes' writes are then in flight together and the
+    // store's writer commits them as a group, instead of one report waiting for the last.
+    let workers: Vec<mpsc::Sender<Work>> = (0..INGEST_WORKERS)
+        .map(|_| {
+            let (tx, mut work) = mpsc::channel::<Work>(256);
+            let (store, memory) = (store.clone(), memory.clone());
+            tokio::spawn(async move {
+                while let Some(w) = work.recv().await {
+                    match w {
+                        Work::Status(r) => take_status(&store, &memory, *r).await,
+                        Work::Presence(node, p) => take_presence(&store, &memory, &node, p).await,
+                    }
+                }
+            });
+            tx
+        })
+        .collect();
+    let worker = |node: &str| {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        node.hash(&mut h);
+        &workers[(h.finish() % INGEST_WORKERS as u64) as usize]
+    };
     while let Some(event) = rx.recv().await {
         let (topic, payload) = match event {
             LinkEvent::Connected { session_present } => {
@@ -199,7 +274,11 @@ async fn ingest_task(
         match (leaf, kind) {
             (NodeTopic::Status, Some(MessageKind::Status)) => {
                 match wire::decode::<StatusReport>(&payload, MAX_INBOUND) {
-                    Ok(r) if r.node == node => take_status(&store, &memory, r).await,
+                    Ok(r) if r.node == node => {
+                        // Alive as of now, however long the report waits for its worker.
+                        lock(&memory).last_seen.insert(node.clone(), Instant::now());
+                        let _ = worker(&node).send(Work::Status(Box::new(r))).await;
+                    }
                     Ok(r) => tracing::warn!(node, claimed = r.node, "a status report naming another node"),
                     Err(e) => tracing::warn!(node, error = %e, "bad status report"),
                 }
@@ -226,7 +305,7 @@ async fn ingest_task(
             }
             (NodeTopic::Presence, Some(MessageKind::Presence)) => {
                 if let Ok(p) = wire::decode::<Presence>(&payload, MAX_INBOUND) {
-                    take_presence(&store, &memory, &node, p).await;
+                    let _ = worker(&node).send(Work::Presence(node.clone(), p)).await;
                 }
             }
             _ => {}
@@ -397,6 +476,16 @@ async fn mark_not_ready(store: &Store, node: &str, reason: &str, message: &str) 
 
 /// Marks nodes NotReady once they have been silent for `grace`.
 async fn lifecycle_task(store: Store, memory: Arc<Mutex<NodeMemory>>, grace: Duration) {
+    // A restarted hub knows nothing of when nodes last reported: every node the store has as
+    // Ready gets the grace from now, so one that died meanwhile still turns NotReady.
+    let started = Instant::now();
+    for node in list(&store, Kind::Node).await {
+        if ingest::ready_of(&node).is_some_and(|(s, _)| s == "True") {
+            if let Some(name) = node.pointer("/metadata/name").and_then(Value::as_str) {
+                lock(&memory).last_seen.entry(name.to_string()).or_insert(started);
+            }
+        }
+    }
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     loop {
         tick.tick().await;

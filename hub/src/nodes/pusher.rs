@@ -8,7 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use flotilla_shared::api::{ConfigMap, ObjectMeta, PersistentVolume, PersistentVolumeClaim, PodSpec, Secret};
+use flotilla_shared::api::{
+    ConfigMap, Kind, ObjectMeta, PersistentVolume, PersistentVolumeClaim, PodSpec, Secret,
+};
 use flotilla_shared::selector::Labels;
 use flotilla_shared::volume_binding;
 use flotilla_shared::wire::{ClaimVolume, ConfigData, DesiredPod, DesiredSnapshot};
@@ -167,10 +169,81 @@ pub fn content_digest(snap: &DesiredSnapshot) -> [u8; 32] {
     Sha256::digest(flotilla_shared::wire::encode(&s)).into()
 }
 
+/// The nodes whose snapshots must be computed again: some, or all of them.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Dirty {
+    pub all: bool,
+    pub nodes: BTreeSet<String>,
+}
+
+impl Dirty {
+    pub fn is_empty(&self) -> bool {
+        !self.all && self.nodes.is_empty()
+    }
+
+    /// Marks what a committed change of `kind` (`object`: after it, or before a deletion) may
+    /// alter in the snapshots. `labels` holds each node's labels as last seen (kept here): a
+    /// Node change alters snapshots only when the node comes, goes or changes labels (they
+    /// decide which volumes it may use), not on status writes, the bulk of a fleet's changes.
+    pub fn mark(&mut self, kind: Kind, deleted: bool, object: &Value, labels: &mut BTreeMap<String, Value>) {
+        match kind {
+            Kind::Pod => {
+                if let Some(node) =
+                    object.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty())
+                {
+                    self.nodes.insert(node.to_string());
+                }
+            }
+            Kind::Node => {
+                let Some(name) = object.pointer("/metadata/name").and_then(Value::as_str) else { return };
+                let now = object.pointer("/metadata/labels").cloned().unwrap_or(Value::Null);
+                let changed = if deleted {
+                    labels.remove(name);
+                    true
+                } else {
+                    labels.insert(name.to_string(), now.clone()).is_none_or(|before| before != now)
+                };
+                if changed {
+                    self.nodes.insert(name.to_string());
+                }
+            }
+            Kind::ConfigMap | Kind::Secret | Kind::PersistentVolume | Kind::PersistentVolumeClaim => {
+                self.all = true;
+            }
+            _ => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn only_changes_that_can_alter_a_snapshot_mark_it() {
+        let mut labels = BTreeMap::new();
+        let mut d = Dirty::default();
+        let node = |labels: Value| json!({"metadata": {"name": "pi-1", "labels": labels}, "status": {}});
+        d.mark(Kind::Node, false, &node(json!({"zone": "a"})), &mut labels);
+        assert_eq!(d.nodes, BTreeSet::from(["pi-1".to_string()]), "a new node");
+        let mut d = Dirty::default();
+        d.mark(Kind::Node, false, &node(json!({"zone": "a"})), &mut labels);
+        assert!(d.is_empty(), "a status write of a known node");
+        d.mark(Kind::Node, false, &node(json!({"zone": "b"})), &mut labels);
+        assert!(d.nodes.contains("pi-1"), "relabelled");
+        let mut d = Dirty::default();
+        d.mark(Kind::Node, true, &node(json!({"zone": "b"})), &mut labels);
+        assert!(d.nodes.contains("pi-1") && labels.is_empty(), "deleted");
+        let mut d = Dirty::default();
+        d.mark(Kind::Pod, false, &pod("apps", "web", None, json!({})), &mut labels);
+        d.mark(Kind::Deployment, false, &json!({"metadata": {"name": "web"}}), &mut labels);
+        assert!(d.is_empty(), "an unbound pod, a Deployment");
+        d.mark(Kind::Pod, true, &pod("apps", "web", Some("pi-2"), json!({})), &mut labels);
+        assert_eq!(d, Dirty { all: false, nodes: BTreeSet::from(["pi-2".to_string()]) });
+        d.mark(Kind::ConfigMap, false, &json!({"metadata": {"name": "cfg"}}), &mut labels);
+        assert!(d.all);
+    }
 
     fn pod(ns: &str, name: &str, node: Option<&str>, spec_extra: Value) -> Value {
         let mut spec = json!({"containers": [{"name": "c", "image": "busybox"}]});
