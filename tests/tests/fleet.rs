@@ -419,11 +419,29 @@ fn two_hosts_through_mosquitto() {
     // node, and no container restarts.
     let hub = Hub::start_with(&hub_dir, &args);
     wait("both nodes Ready again", &hub, &nodes, || ready(&hub, "node-a") && ready(&hub, "node-b"));
-    let published = |hub: &Hub| hub.log_text().matches("published the desired state").count();
-    let count = published(&hub);
+    // Within 10 s of the restart, every agent is connected again and the broker holds every
+    // node's desired state again (retained, as the hub republished it).
+    let connects = |n: &Node| {
+        std::fs::read_to_string(n.log()).unwrap_or_default().matches("connected to the broker").count()
+    };
+    let connected_before: Vec<usize> = nodes.iter().map(connects).collect();
+    let desired = |node: &str| {
+        let topic = format!("flotilla/v1/nodes/{node}/desired");
+        sub_one(port, "flotilla-hub", &hub_pw, "resync-check", &topic)
+            .and_then(|p| wire::decode::<DesiredSnapshot>(&p, wire::DEFAULT_MAX_PAYLOAD).ok())
+    };
+    let restarted = std::time::Instant::now();
     drop(broker);
     let broker = Mosquitto::start(&mq);
-    wait("the hub republished both snapshots", &hub, &nodes, || published(&hub) >= count + 2);
+    let logs = flotilla_tests::fleet::logs(&hub, &nodes);
+    let refs: Vec<&Path> = logs.iter().map(PathBuf::as_path).collect();
+    wait_for("every agent reconnected and every desired state retained again", 10, &refs, || {
+        nodes.iter().zip(&connected_before).all(|(n, b)| connects(n) > *b)
+            && desired("node-a").is_some()
+            && desired("node-b").is_some_and(|s| s.pods.len() == 2 && s.generation >= snap_b.generation)
+    });
+    let resync = restarted.elapsed();
+    assert!(resync <= Duration::from_secs(10), "resynced after {resync:?}, the bound is 10 s");
     wait("both nodes Ready after the broker restart", &hub, &nodes, || {
         ready(&hub, "node-a") && ready(&hub, "node-b")
     });

@@ -6,7 +6,11 @@
 //! (node info with the well-known labels, Ready) on connect, on every newer snapshot (each pod
 //! reported Running and Ready at once) and every 5 minutes, and a heartbeat every 10 s, as
 //! `flotilla-agent` does. Many run per process on one thread; processes of at most
-//! `--per-process` nodes (a process here may hold 20,000 files).
+//! `--per-process` nodes (a process here may hold 20,000 files). `fleet --simulate FILE` runs
+//! the nodes of FILE (a JSON array of agent configurations) and prints `ready N` once N
+//! connected, then `reconnected MS` when a node is back after losing the broker and
+//! `resynced MS` when it has its desired state from the broker again (unix milliseconds);
+//! `tests/tests/storm.rs` uses it for the reconnect storm of the fault suite.
 //!
 //! Measured, for `--nodes N`:
 //! - time to create N node credentials through the API and for all N nodes to be Ready;
@@ -166,6 +170,8 @@ async fn sim_node(cfg: AgentConfig, ready: tokio::sync::mpsc::UnboundedSender<()
         Duration::from_secs(300),
     );
     let mut first = true;
+    // Since the last reconnect: whether the desired state came again (for the broker restarts).
+    let mut resynced = true;
     loop {
         tokio::select! {
             ev = events.recv() => match ev {
@@ -180,10 +186,16 @@ async fn sim_node(cfg: AgentConfig, ready: tokio::sync::mpsc::UnboundedSender<()
                     } else {
                         // For the reconnect storm: when this node was back.
                         println!("reconnected {}", now_ms());
+                        resynced = false;
                     }
                 }
                 Some(LinkEvent::Message { topic, payload }) if topic == topics.desired(&node) => {
                     if let Ok(s) = wire::decode::<DesiredSnapshot>(&payload, wire::DEFAULT_MAX_PAYLOAD) {
+                        if s.node == node && !resynced && s.generation >= generation {
+                            // Its desired state again, as the broker now holds it (retained).
+                            resynced = true;
+                            println!("resynced {}", now_ms());
+                        }
                         if s.node == node && s.generation > generation {
                             generation = s.generation;
                             pods = running(&s);
@@ -360,7 +372,8 @@ async fn measure() -> anyhow::Result<()> {
         children.push(child);
     }
     let mut connected_nodes = 0;
-    let (reconnects_tx, reconnects) = std::sync::mpsc::channel::<u64>();
+    // (resynced, unix ms): a node back after losing the broker, or with its desired state again.
+    let (reconnects_tx, reconnects) = std::sync::mpsc::channel::<(bool, u64)>();
     for c in children.iter_mut() {
         let mut out = std::io::BufReader::new(c.stdout.take().context("stdout")?);
         let mut line = String::new();
@@ -369,7 +382,10 @@ async fn measure() -> anyhow::Result<()> {
         std::thread::spawn(move || {
             for l in out.lines().map_while(Result::ok) {
                 if let Some(t) = l.strip_prefix("reconnected ").and_then(|t| t.trim().parse().ok()) {
-                    let _ = tx.send(t);
+                    let _ = tx.send((false, t));
+                }
+                if let Some(t) = l.strip_prefix("resynced ").and_then(|t| t.trim().parse().ok()) {
+                    let _ = tx.send((true, t));
                 }
             }
         });
@@ -462,13 +478,16 @@ async fn measure() -> anyhow::Result<()> {
     let hub = Hub::start_with(&dir, &["--mqtt-listen", &format!("127.0.0.1:{port}")])?;
     hub.raise_file_limit()?;
     let restarted = now_ms() - lost;
-    let mut back = Vec::with_capacity(nodes);
+    let (mut back, mut resynced) = (Vec::with_capacity(nodes), Vec::with_capacity(nodes));
     let deadline = Instant::now() + Duration::from_secs(180);
-    while back.len() < nodes && Instant::now() < deadline {
-        if let Ok(t) = reconnects.recv_timeout(Duration::from_secs(1)) {
-            back.push(t.saturating_sub(lost));
+    while (back.len() < nodes || resynced.len() < nodes) && Instant::now() < deadline {
+        match reconnects.recv_timeout(Duration::from_secs(1)) {
+            Ok((false, t)) => back.push(t.saturating_sub(lost)),
+            Ok((true, t)) => resynced.push(t.saturating_sub(lost)),
+            Err(_) => {}
         }
     }
+    resynced.sort();
     ensure!(!back.is_empty(), "no node reconnected within 180 s");
     back.sort();
     // The busiest 100 ms: how much of the fleet came back in the same instant.
@@ -485,6 +504,11 @@ async fn measure() -> anyhow::Result<()> {
         ms(quantile(&spread, 0.99)),
         ms(spread.last().copied().unwrap_or_default()),
         busiest.unwrap_or(0)
+    );
+    println!(
+        "desired state again after the broker's restart: {}/{nodes} nodes, the last {} after the loss",
+        resynced.len(),
+        ms(d(resynced.last().copied().unwrap_or_default()))
     );
     for mut c in children {
         let _ = c.kill();
