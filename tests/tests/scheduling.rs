@@ -5,7 +5,7 @@
 //! asking for more memory than any node has stays Pending. `cordon` keeps new pods off a node,
 //! `drain` evicts its pods (the replacement waits, as anti-affinity allows no other node) and
 //! `uncordon` lets the replacement run there again. A node cut off from the network turns
-//! NotReady; after the toleration its Deployment pod is replaced on another node while the
+//! NotReady within 45 s; after the toleration its Deployment pod is replaced on another node while the
 //! old container keeps running on the isolated device; when the link returns, the device stops
 //! the duplicate.
 
@@ -192,8 +192,11 @@ fn pods_are_placed_by_the_scheduler_and_drains_move_them() {
     let (old_name, old_node, old_uid) = running(&hub).unwrap();
     let cut = nodes.iter().position(|n| n.name == old_node).unwrap();
     let old_pid = container_pid(&nodes[cut].state, &old_uid, "main").expect("the mover's container");
+    let cut_at = std::time::Instant::now();
     nodes[cut].ns.set_link(false);
     wait("the cut node NotReady", &hub, &nodes, || !ready(&hub, &old_node));
+    let took = cut_at.elapsed();
+    assert!(took <= std::time::Duration::from_secs(45), "NotReady after {took:?}, the bound is 45 s");
     wait("the mover replaced on another node", &hub, &nodes, || {
         running(&hub).is_some_and(|(name, node, _)| name != old_name && node != old_node)
     });

@@ -11,7 +11,7 @@
 //! - nodes that die while the hub is down are marked NotReady by the restarted hub after its
 //!   grace, though it never heard from them.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -106,13 +106,14 @@ fn fifty_agents_losing_the_embedded_broker_come_back_spread_out_and_resynced() {
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
     assert_eq!(line.trim(), format!("ready {NODES}"), "the simulated nodes did not all connect");
-    // (what, unix ms) of every later line.
-    let (tx, lines) = mpsc::channel::<(String, u64)>();
+    // (what, node, unix ms) of every later line ("reconnected NODE MS", "resynced NODE MS").
+    let (tx, lines) = mpsc::channel::<(String, String, u64)>();
     std::thread::spawn(move || {
         for l in out.lines().map_while(Result::ok) {
-            if let Some((what, t)) = l.split_once(' ') {
-                if let Ok(t) = t.trim().parse() {
-                    let _ = tx.send((what.to_string(), t));
+            let w: Vec<&str> = l.split_whitespace().collect();
+            if let [what, node, t] = w[..] {
+                if let Ok(t) = t.parse() {
+                    let _ = tx.send((what.to_string(), node.to_string(), t));
                 }
             }
         }
@@ -146,15 +147,22 @@ spec:
     let lost = now_ms();
     let hub = hub.crash_and_restart();
     let up = now_ms();
-    let (mut reconnected, mut resynced) = (Vec::new(), Vec::new());
+    // The first time each node came back, and had its desired state again.
+    let (mut back, mut again) = (BTreeMap::new(), BTreeMap::new());
     let deadline = Instant::now() + Duration::from_secs(60);
-    while (reconnected.len() < NODES || resynced.len() < NODES) && Instant::now() < deadline {
+    while (back.len() < NODES || again.len() < NODES) && Instant::now() < deadline {
         match lines.recv_timeout(Duration::from_millis(500)) {
-            Ok((what, t)) if what == "reconnected" => reconnected.push(t),
-            Ok((what, t)) if what == "resynced" => resynced.push(t),
+            Ok((what, node, t)) if what == "reconnected" => {
+                back.entry(node).or_insert(t);
+            }
+            Ok((what, node, t)) if what == "resynced" => {
+                again.entry(node).or_insert(t);
+            }
             _ => {}
         }
     }
+    let mut reconnected: Vec<u64> = back.into_values().collect();
+    let mut resynced: Vec<u64> = again.into_values().collect();
     let log = hub.log_text();
     assert_eq!(reconnected.len(), NODES, "nodes back within 60 s: {reconnected:?}\n{log}");
     assert_eq!(resynced.len(), NODES, "nodes with their desired state again: {resynced:?}\n{log}");

@@ -8,8 +8,8 @@
 //! `flotilla-agent` does. Many run per process on one thread; processes of at most
 //! `--per-process` nodes (a process here may hold 20,000 files). `fleet --simulate FILE` runs
 //! the nodes of FILE (a JSON array of agent configurations) and prints `ready N` once N
-//! connected, then `reconnected MS` when a node is back after losing the broker and
-//! `resynced MS` when it has its desired state from the broker again (unix milliseconds);
+//! connected, then `reconnected NODE MS` when a node is back after losing the broker and
+//! `resynced NODE MS` when it has its desired state from the broker again (unix milliseconds);
 //! `tests/tests/storm.rs` uses it for the reconnect storm of the fault suite.
 //!
 //! Measured, for `--nodes N`:
@@ -192,7 +192,7 @@ async fn sim_node(cfg: AgentConfig, ready: tokio::sync::mpsc::UnboundedSender<()
                         let _ = ready.send(());
                     } else {
                         // For the reconnect storm: when this node was back.
-                        println!("reconnected {}", now_ms());
+                        println!("reconnected {node} {}", now_ms());
                         resynced = false;
                     }
                 }
@@ -201,7 +201,7 @@ async fn sim_node(cfg: AgentConfig, ready: tokio::sync::mpsc::UnboundedSender<()
                         if s.node == node && !resynced && s.generation >= generation {
                             // Its desired state again, as the broker now holds it (retained).
                             resynced = true;
-                            println!("resynced {}", now_ms());
+                            println!("resynced {node} {}", now_ms());
                         }
                         if s.node == node && s.generation > generation {
                             generation = s.generation;
@@ -380,7 +380,7 @@ async fn measure() -> anyhow::Result<()> {
     }
     let mut connected_nodes = 0;
     // (resynced, unix ms): a node back after losing the broker, or with its desired state again.
-    let (reconnects_tx, reconnects) = std::sync::mpsc::channel::<(bool, u64)>();
+    let (reconnects_tx, reconnects) = std::sync::mpsc::channel::<(bool, String, u64)>();
     for c in children.iter_mut() {
         let mut out = std::io::BufReader::new(c.stdout.take().context("stdout")?);
         let mut line = String::new();
@@ -388,11 +388,11 @@ async fn measure() -> anyhow::Result<()> {
         let tx = reconnects_tx.clone();
         std::thread::spawn(move || {
             for l in out.lines().map_while(Result::ok) {
-                if let Some(t) = l.strip_prefix("reconnected ").and_then(|t| t.trim().parse().ok()) {
-                    let _ = tx.send((false, t));
-                }
-                if let Some(t) = l.strip_prefix("resynced ").and_then(|t| t.trim().parse().ok()) {
-                    let _ = tx.send((true, t));
+                // "reconnected NODE MS" or "resynced NODE MS".
+                let mut words = l.split_whitespace();
+                let (what, node, t) = (words.next(), words.next(), words.next().and_then(|t| t.parse().ok()));
+                if let (Some(what @ ("reconnected" | "resynced")), Some(node), Some(t)) = (what, node, t) {
+                    let _ = tx.send((what == "resynced", node.to_string(), t));
                 }
             }
         });
@@ -494,17 +494,21 @@ async fn measure() -> anyhow::Result<()> {
         hub = Hub::start_with(&dir, &["--mqtt-listen", &format!("127.0.0.1:{port}")])?;
         hub.raise_file_limit()?;
         let restarted = now_ms() - lost;
-        let (mut back, mut resynced) = (Vec::with_capacity(nodes), Vec::with_capacity(nodes));
+        // The first time each node came back, and had its desired state again.
+        let (mut back, mut resynced) = (BTreeMap::new(), BTreeMap::new());
         let deadline = Instant::now() + Duration::from_secs(180);
         while (back.len() < nodes || resynced.len() < nodes) && Instant::now() < deadline {
-            match reconnects.recv_timeout(Duration::from_secs(1)) {
-                Ok((false, t)) => back.push(t.saturating_sub(lost)),
-                Ok((true, t)) => resynced.push(t.saturating_sub(lost)),
-                Err(_) => {}
+            if let Ok((again, node, t)) = reconnects.recv_timeout(Duration::from_secs(1)) {
+                let times = if again { &mut resynced } else { &mut back };
+                times.entry(node).or_insert(t.saturating_sub(lost));
             }
         }
+        let mut back: Vec<u64> = back.into_values().collect();
+        let mut resynced: Vec<u64> = resynced.into_values().collect();
         resynced.sort();
         back.sort();
+        // Anything still queued belongs to this storm, not the next.
+        while reconnects.try_recv().is_ok() {}
         ensure!(
             back.len() == nodes && resynced.len() == nodes,
             "storm {storm}: {} of {nodes} nodes back and {} with their desired state within 180 s",

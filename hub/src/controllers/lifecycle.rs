@@ -40,6 +40,14 @@ fn implied_taint(node: &Node) -> Option<(Taint, i64)> {
     Some((Taint { key: key.into(), value: None, effect: TaintEffect::NoExecute, time_added: None }, since))
 }
 
+/// Whether a stored Node's Ready condition is True (read without parsing the whole Node).
+pub fn is_ready(node: &Value) -> bool {
+    node.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+        .is_some_and(|c| c["status"] == "True")
+}
+
 pub fn unix_seconds(rfc3339: &str) -> Option<i64> {
     time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
         .ok()
@@ -103,15 +111,9 @@ pub fn evictions(
 ) -> Vec<Eviction> {
     // Only nodes that are not Ready, and only their pods, are parsed: at fleet size nearly
     // every node is Ready and this runs on every node change.
-    let ready = |n: &Value| {
-        n.pointer("/status/conditions")
-            .and_then(Value::as_array)
-            .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
-            .is_some_and(|c| c["status"] == "True")
-    };
     let tainted: Vec<(String, Taint, i64)> = nodes
         .iter()
-        .filter(|n| !ready(n))
+        .filter(|n| !is_ready(n))
         .filter_map(|n| serde_json::from_value::<Node>(n.clone()).ok())
         .filter_map(|n| implied_taint(&n).map(|(t, since)| (n.metadata.name().to_string(), t, since)))
         .collect();

@@ -120,8 +120,11 @@ async fn node_lifecycle(store: Store, settings: Settings) {
     let default_secs = i64::try_from(settings.not_ready_toleration.as_secs()).unwrap_or(i64::MAX);
     let mut rounds = Rounds::new(&store, Duration::from_secs(5), &[Kind::Node]);
     while rounds.next().await {
-        let (nodes, pods, volumes, claims) = (
-            list(&store, Kind::Node).await,
+        let nodes = list(&store, Kind::Node).await;
+        if nodes.iter().all(lifecycle::is_ready) {
+            continue;
+        }
+        let (pods, volumes, claims) = (
             list(&store, Kind::Pod).await,
             list(&store, Kind::PersistentVolume).await,
             list(&store, Kind::PersistentVolumeClaim).await,
@@ -182,8 +185,9 @@ impl Rounds {
     }
 
     /// Waits for the next round; false once the store is closed. The settling wait is 50 ms,
-    /// or as long as the last round took: under a stream of changes (a fleet reporting), a
-    /// loop whose round is slow (large lists) uses at most about half of a core.
+    /// or as long as the last round took (at most 2 s): under a stream of changes (a fleet
+    /// reporting), a loop whose round is slow (large lists) is busy about half of the time,
+    /// not all of it.
     pub(crate) async fn next(&mut self) -> bool {
         let busy = self.started.take().map(|s| s.elapsed()).unwrap_or_default();
         loop {
@@ -195,7 +199,7 @@ impl Rounds {
                 },
                 _ = self.resync.tick() => {}
             }
-            tokio::time::sleep(Duration::from_millis(50).max(busy)).await;
+            tokio::time::sleep(busy.clamp(Duration::from_millis(50), Duration::from_secs(2))).await;
             while self.feed.try_recv().is_ok() {}
             self.started = Some(std::time::Instant::now());
             return true;

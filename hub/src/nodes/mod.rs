@@ -41,7 +41,8 @@ pub struct NodeLinkOptions {
 }
 
 /// What the hub remembers about each node between reports (not persisted: after a restart,
-/// the next report restores it).
+/// every node the store has Ready is taken as seen at the start, and the next report
+/// restores the rest).
 #[derive(Debug, Default)]
 struct NodeMemory {
     last_seq: HashMap<String, u64>,
@@ -105,16 +106,16 @@ async fn pusher_task(store: Store, link: Link, topics: Topics, republish: Arc<No
     use tokio::sync::broadcast::error::{RecvError, TryRecvError};
     let mut feed = store.subscribe();
     let mut published: BTreeMap<String, [u8; 32]> = BTreeMap::new();
-    let mut labels: BTreeMap<String, Value> = BTreeMap::new();
+    let mut seen = pusher::Seen::default();
     let mut dirty = pusher::Dirty::default();
-    // How long the last round took: the next one waits at least as long, so a stream of
-    // changes costs the pusher at most half of a core.
+    // How long the last round took: the next one waits as long (up to `MAX_SETTLE`), so a
+    // stream of changes leaves the pusher busy about half of the time, not all of it.
     let mut busy = Duration::ZERO;
     loop {
         while dirty.is_empty() {
             tokio::select! {
                 r = feed.recv() => match r {
-                    Ok(c) => dirty.mark(c.kind, c.op == ChangeOp::Deleted, &c.object, &mut labels),
+                    Ok(c) => dirty.mark(c.kind, c.op == ChangeOp::Deleted, &c.object, &mut seen),
                     Err(RecvError::Lagged(_)) => dirty.all = true,
                     Err(RecvError::Closed) => return,
                 },
@@ -125,10 +126,10 @@ async fn pusher_task(store: Store, link: Link, topics: Topics, republish: Arc<No
             }
         }
         // Coalesce bursts: take everything that arrives meanwhile.
-        tokio::time::sleep(Duration::from_millis(50).max(busy)).await;
+        tokio::time::sleep(busy.clamp(Duration::from_millis(50), MAX_SETTLE)).await;
         loop {
             match feed.try_recv() {
-                Ok(c) => dirty.mark(c.kind, c.op == ChangeOp::Deleted, &c.object, &mut labels),
+                Ok(c) => dirty.mark(c.kind, c.op == ChangeOp::Deleted, &c.object, &mut seen),
                 Err(TryRecvError::Lagged(_)) => dirty.all = true,
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Closed) => return,
@@ -137,31 +138,22 @@ async fn pusher_task(store: Store, link: Link, topics: Topics, republish: Arc<No
         let started = Instant::now();
         let round = std::mem::take(&mut dirty);
         let revision = store.revision();
-        let (nodes, pods) = if round.all {
-            (list(&store, Kind::Node).await, list(&store, Kind::Pod).await)
-        } else {
-            let wanted = |v: &Value, pointer: &str| {
-                v.pointer(pointer).and_then(Value::as_str).is_some_and(|n| round.nodes.contains(n))
-            };
-            (
-                store.select(Kind::Node, |v| wanted(v, "/metadata/name")).unwrap_or_default(),
-                store.select(Kind::Pod, |v| wanted(v, "/spec/nodeName")).unwrap_or_default(),
-            )
+        let inputs = match read_inputs(&store, &round).await {
+            Ok(inputs) => inputs,
+            Err(e) => {
+                // Never publish from a failed read (it would look like every node is gone).
+                tracing::warn!(error = %e, "reading the desired state; retried");
+                dirty.all = true;
+                busy = MAX_SETTLE;
+                continue;
+            }
         };
-        let (cms, secrets, volumes, claims) = (
-            list(&store, Kind::ConfigMap).await,
-            list(&store, Kind::Secret).await,
-            list(&store, Kind::PersistentVolume).await,
-            list(&store, Kind::PersistentVolumeClaim).await,
-        );
-        let mut snaps = pusher::snapshots(&pusher::Inputs {
-            nodes: &nodes,
-            pods: &pods,
-            config_maps: &cms,
-            secrets: &secrets,
-            volumes: &volumes,
-            claims: &claims,
-        });
+        let [nodes, pods, cms, secrets, volumes, claims] = &inputs;
+        if round.all {
+            seen.rebuild(nodes, pods);
+        }
+        let mut snaps =
+            pusher::snapshots(&pusher::Inputs { nodes, pods, config_maps: cms, secrets, volumes, claims });
         // A node that no longer exists (and has no pods): its retained snapshot is cleared,
         // so a device set up again under that name does not start from it.
         let gone: Vec<String> = if round.all {
@@ -175,11 +167,15 @@ async fn pusher_task(store: Store, link: Link, topics: Topics, republish: Arc<No
                 .collect()
         };
         for node in gone {
-            published.remove(&node);
-            if let Err(e) = link.publish(topics.desired(&node), Vec::new(), true).await {
-                tracing::warn!(node, error = %e, "clearing the desired state of a deleted node");
-            } else {
-                tracing::info!(node, "cleared the desired state of a deleted node");
+            match link.publish(topics.desired(&node), Vec::new(), true).await {
+                Ok(()) => {
+                    tracing::info!(node, "cleared the desired state of a deleted node");
+                    published.remove(&node);
+                }
+                Err(e) => {
+                    tracing::warn!(node, error = %e, "clearing the desired state of a deleted node");
+                    dirty.nodes.insert(node);
+                }
             }
         }
         for (node, snap) in snaps.iter_mut() {
@@ -199,11 +195,45 @@ async fn pusher_task(store: Store, link: Link, topics: Topics, republish: Arc<No
                     );
                     published.insert(node.clone(), digest);
                 }
-                Err(e) => tracing::warn!(node, error = %e, "publishing the desired state"),
+                Err(e) => {
+                    tracing::warn!(node, error = %e, "publishing the desired state; retried");
+                    dirty.nodes.insert(node.clone());
+                }
             }
         }
         busy = started.elapsed();
     }
+}
+
+/// The longest a loop waits for changes to settle after a slow round.
+const MAX_SETTLE: Duration = Duration::from_secs(2);
+
+/// Nodes, pods, ConfigMaps, Secrets, volumes and claims for a round: every node and pod, or
+/// only the dirty nodes and the pods bound to them.
+async fn read_inputs(
+    store: &Store,
+    round: &pusher::Dirty,
+) -> Result<[Vec<Value>; 6], crate::store::StoreError> {
+    let all = |kind| async move { store.list(kind, None, &LabelSelector::default()).await.map(|(v, _)| v) };
+    let (nodes, pods) = if round.all {
+        (all(Kind::Node).await?, all(Kind::Pod).await?)
+    } else {
+        let wanted = |v: &Value, pointer: &str| {
+            v.pointer(pointer).and_then(Value::as_str).is_some_and(|n| round.nodes.contains(n))
+        };
+        (
+            store.select(Kind::Node, |v| wanted(v, "/metadata/name"))?,
+            store.select(Kind::Pod, |v| wanted(v, "/spec/nodeName"))?,
+        )
+    };
+    Ok([
+        nodes,
+        pods,
+        all(Kind::ConfigMap).await?,
+        all(Kind::Secret).await?,
+        all(Kind::PersistentVolume).await?,
+        all(Kind::PersistentVolumeClaim).await?,
+    ])
 }
 
 /// Workers taking status reports and presence into the store.

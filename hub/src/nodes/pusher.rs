@@ -176,40 +176,83 @@ pub struct Dirty {
     pub nodes: BTreeSet<String>,
 }
 
+/// What the pusher remembers of the objects it has seen change: each node's labels and each
+/// bound pod's node, so a change can be compared with what came before it.
+#[derive(Debug, Default)]
+pub struct Seen {
+    labels: BTreeMap<String, Value>,
+    bound: BTreeMap<Key, String>,
+}
+
+impl Seen {
+    /// Everything as listed (after a full round: changes may have been missed).
+    pub fn rebuild(&mut self, nodes: &[Value], pods: &[Value]) {
+        self.labels = nodes
+            .iter()
+            .filter_map(|n| Some((n.pointer("/metadata/name")?.as_str()?.to_string(), labels_value(n))))
+            .collect();
+        self.bound = pods.iter().filter_map(|p| Some((key(p)?, node_of(p)?.to_string()))).collect();
+    }
+}
+
+fn labels_value(node: &Value) -> Value {
+    node.pointer("/metadata/labels").cloned().unwrap_or(Value::Null)
+}
+
+fn key(o: &Value) -> Option<Key> {
+    let ns = o.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
+    Some((ns.to_string(), o.pointer("/metadata/name")?.as_str()?.to_string()))
+}
+
+fn node_of(pod: &Value) -> Option<&str> {
+    pod.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty())
+}
+
 impl Dirty {
     pub fn is_empty(&self) -> bool {
         !self.all && self.nodes.is_empty()
     }
 
     /// Marks what a committed change of `kind` (`object`: after it, or before a deletion) may
-    /// alter in the snapshots. `labels` holds each node's labels as last seen (kept here): a
-    /// Node change alters snapshots only when the node comes, goes or changes labels (they
-    /// decide which volumes it may use), not on status writes, the bulk of a fleet's changes.
-    pub fn mark(&mut self, kind: Kind, deleted: bool, object: &Value, labels: &mut BTreeMap<String, Value>) {
+    /// alter in the snapshots, given what was `seen` before it (updated here): a pod's node
+    /// before and after; a node that comes, goes or changes labels (they decide which volumes
+    /// it may use), not a node's status write, the bulk of a fleet's changes; every node for
+    /// ConfigMaps, Secrets (but the hub's own) and volumes.
+    pub fn mark(&mut self, kind: Kind, deleted: bool, object: &Value, seen: &mut Seen) {
         match kind {
             Kind::Pod => {
-                if let Some(node) =
-                    object.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty())
-                {
+                let Some(k) = key(object) else { return };
+                let now = if deleted { None } else { node_of(object) };
+                let before = match now {
+                    Some(node) => seen.bound.insert(k, node.to_string()),
+                    None => seen.bound.remove(&k),
+                };
+                self.nodes.extend(before);
+                // A deletion carries the pod as it was: its node too.
+                if let Some(node) = node_of(object) {
                     self.nodes.insert(node.to_string());
                 }
             }
             Kind::Node => {
                 let Some(name) = object.pointer("/metadata/name").and_then(Value::as_str) else { return };
-                let now = object.pointer("/metadata/labels").cloned().unwrap_or(Value::Null);
+                let now = labels_value(object);
                 let changed = if deleted {
-                    labels.remove(name);
+                    seen.labels.remove(name);
                     true
                 } else {
-                    labels.insert(name.to_string(), now.clone()).is_none_or(|before| before != now)
+                    seen.labels.insert(name.to_string(), now.clone()).is_none_or(|before| before != now)
                 };
                 if changed {
                     self.nodes.insert(name.to_string());
                 }
             }
-            Kind::ConfigMap | Kind::Secret | Kind::PersistentVolume | Kind::PersistentVolumeClaim => {
-                self.all = true;
+            Kind::Secret => {
+                let t = object.get("type").and_then(Value::as_str).unwrap_or_default();
+                if !INTERNAL_SECRET_TYPES.contains(&t) {
+                    self.all = true;
+                }
             }
+            Kind::ConfigMap | Kind::PersistentVolume | Kind::PersistentVolumeClaim => self.all = true,
             _ => {}
         }
     }
@@ -220,31 +263,6 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    #[test]
-    fn only_changes_that_can_alter_a_snapshot_mark_it() {
-        let mut labels = BTreeMap::new();
-        let mut d = Dirty::default();
-        let node = |labels: Value| json!({"metadata": {"name": "pi-1", "labels": labels}, "status": {}});
-        d.mark(Kind::Node, false, &node(json!({"zone": "a"})), &mut labels);
-        assert_eq!(d.nodes, BTreeSet::from(["pi-1".to_string()]), "a new node");
-        let mut d = Dirty::default();
-        d.mark(Kind::Node, false, &node(json!({"zone": "a"})), &mut labels);
-        assert!(d.is_empty(), "a status write of a known node");
-        d.mark(Kind::Node, false, &node(json!({"zone": "b"})), &mut labels);
-        assert!(d.nodes.contains("pi-1"), "relabelled");
-        let mut d = Dirty::default();
-        d.mark(Kind::Node, true, &node(json!({"zone": "b"})), &mut labels);
-        assert!(d.nodes.contains("pi-1") && labels.is_empty(), "deleted");
-        let mut d = Dirty::default();
-        d.mark(Kind::Pod, false, &pod("apps", "web", None, json!({})), &mut labels);
-        d.mark(Kind::Deployment, false, &json!({"metadata": {"name": "web"}}), &mut labels);
-        assert!(d.is_empty(), "an unbound pod, a Deployment");
-        d.mark(Kind::Pod, true, &pod("apps", "web", Some("pi-2"), json!({})), &mut labels);
-        assert_eq!(d, Dirty { all: false, nodes: BTreeSet::from(["pi-2".to_string()]) });
-        d.mark(Kind::ConfigMap, false, &json!({"metadata": {"name": "cfg"}}), &mut labels);
-        assert!(d.all);
-    }
-
     fn pod(ns: &str, name: &str, node: Option<&str>, spec_extra: Value) -> Value {
         let mut spec = json!({"containers": [{"name": "c", "image": "busybox"}]});
         if let Some(n) = node {
@@ -254,6 +272,46 @@ mod tests {
             spec[k] = v;
         }
         json!({"metadata": {"namespace": ns, "name": name, "uid": format!("uid-{name}"), "resourceVersion": "5"}, "spec": spec})
+    }
+
+    #[test]
+    fn only_changes_that_can_alter_a_snapshot_mark_it() {
+        let mut seen = Seen::default();
+        let mut d = Dirty::default();
+        let node = |labels: Value| json!({"metadata": {"name": "pi-1", "labels": labels}, "status": {}});
+        d.mark(Kind::Node, false, &node(json!({"zone": "a"})), &mut seen);
+        assert_eq!(d.nodes, BTreeSet::from(["pi-1".to_string()]), "a new node");
+        let mut d = Dirty::default();
+        d.mark(Kind::Node, false, &node(json!({"zone": "a"})), &mut seen);
+        assert!(d.is_empty(), "a status write of a known node");
+        d.mark(Kind::Node, false, &node(json!({"zone": "b"})), &mut seen);
+        assert!(d.nodes.contains("pi-1"), "relabelled");
+        let mut d = Dirty::default();
+        d.mark(Kind::Node, true, &node(json!({"zone": "b"})), &mut seen);
+        assert!(d.nodes.contains("pi-1") && seen.labels.is_empty(), "deleted");
+        let mut d = Dirty::default();
+        d.mark(Kind::Pod, false, &pod("apps", "web", None, json!({})), &mut seen);
+        d.mark(Kind::Deployment, false, &json!({"metadata": {"name": "web"}}), &mut seen);
+        let internal = json!({"metadata": {"name": "node-pi-1"}, "type": "flotilla.io/node-credentials"});
+        d.mark(Kind::Secret, false, &internal, &mut seen);
+        assert!(d.is_empty(), "an unbound pod, a Deployment, the hub's own Secret");
+        // A pod moved from one node to another leaves the first node's snapshot too.
+        d.mark(Kind::Pod, false, &pod("apps", "web", Some("pi-2"), json!({})), &mut seen);
+        d.mark(Kind::Pod, false, &pod("apps", "web", Some("pi-3"), json!({})), &mut seen);
+        assert_eq!(d.nodes, BTreeSet::from(["pi-2".to_string(), "pi-3".to_string()]));
+        let mut d = Dirty::default();
+        d.mark(Kind::Pod, true, &pod("apps", "web", Some("pi-3"), json!({})), &mut seen);
+        assert_eq!(d, Dirty { all: false, nodes: BTreeSet::from(["pi-3".to_string()]) });
+        assert!(seen.bound.is_empty());
+        d.mark(Kind::ConfigMap, false, &json!({"metadata": {"name": "cfg"}}), &mut seen);
+        assert!(d.all);
+        // After a full round, what was listed is what was seen.
+        seen.rebuild(&[node(json!({"zone": "a"}))], &[pod("apps", "db", Some("pi-1"), json!({}))]);
+        let mut d = Dirty::default();
+        d.mark(Kind::Node, false, &node(json!({"zone": "a"})), &mut seen);
+        assert!(d.is_empty());
+        d.mark(Kind::Pod, false, &pod("apps", "db", None, json!({})), &mut seen);
+        assert_eq!(d.nodes, BTreeSet::from(["pi-1".to_string()]), "unbound again: its old node");
     }
 
     #[test]

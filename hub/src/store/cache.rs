@@ -3,7 +3,9 @@
 //! controllers, the node lifecycle, the pusher, the status ingest); at thousands of nodes,
 //! reading them from SQLite and parsing their JSON each time is what the hub would spend its
 //! CPU on. The writer thread applies each committed group's changes under the write lock,
-//! together with the revision, so a reader sees a state the store really had. Secrets are
+//! together with the revision, so a list of a cached kind is a state the store really had at
+//! the revision it reports (a read that mixes cached and SQLite kinds may see the SQLite ones
+//! a group ahead). Secrets are
 //! never cached: they stay encrypted at rest only.
 
 use std::collections::BTreeMap;

@@ -1,7 +1,8 @@
 //! The hub's durable store: SQLite in WAL mode with `synchronous=FULL`, one writer thread that
 //! commits in groups (every write is acknowledged only after its transaction committed), a
-//! pool of read connections, a global revision counter, a change log for watches, and Secrets
-//! encrypted at rest. Only this module writes SQL.
+//! pool of read connections, Nodes and Pods served from memory (`cache`), a global revision
+//! counter, a change log for watches, and Secrets encrypted at rest. Only this module writes
+//! SQL.
 
 mod cache;
 pub mod crypto;
@@ -434,7 +435,8 @@ impl Store {
         self.with_reader(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(self.db_err()))
     }
 
-    /// Async wrappers run the blocking reads on tokio's blocking pool.
+    /// Async wrappers run the blocking reads on tokio's blocking pool (a cached `get` is
+    /// answered from memory directly).
     pub async fn get(&self, kind: Kind, namespace: &str, name: &str) -> Result<Option<Value>, StoreError> {
         if cache::Cache::holds(kind) {
             // From memory: no blocking thread needed.
