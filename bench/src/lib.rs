@@ -55,9 +55,7 @@ impl Hub {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
-}
 
-impl Hub {
     /// Raises the hub's open-file limit to the machine's hard limit (it holds a descriptor per
     /// MQTT connection).
     pub fn raise_file_limit(&self) -> anyhow::Result<()> {

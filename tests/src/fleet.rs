@@ -112,9 +112,12 @@ pub fn wait(what: &str, hub: &Hub, nodes: &[Node], f: impl FnMut() -> bool) {
 
 /// Whether the hub sees the node Ready.
 pub fn ready(hub: &Hub, node: &str) -> bool {
-    get_json(hub, &["get", "node", node, "-o", "json"]).is_some_and(|n| {
-        n["status"]["conditions"]
-            .as_array()
-            .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
-    })
+    get_json(hub, &["get", "node", node, "-o", "json"]).is_some_and(|n| condition_true(&n, "Ready"))
+}
+
+/// Whether an object (a Node, a Pod, as JSON) has the condition `type_` with status True.
+pub fn condition_true(obj: &Value, type_: &str) -> bool {
+    obj["status"]["conditions"]
+        .as_array()
+        .is_some_and(|c| c.iter().any(|c| c["type"] == type_ && c["status"] == "True"))
 }

@@ -18,7 +18,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use flotilla_tests::device::wait_for;
-use flotilla_tests::fleet::{free_port, get_json, ok};
+use flotilla_tests::fleet::{condition_true, free_port, get_json, ok};
 use flotilla_tests::{bin, Hub};
 use serde_json::{json, Value};
 
@@ -47,9 +47,7 @@ fn pods(hub: &Hub) -> Vec<(String, String, bool)> {
             items
                 .iter()
                 .map(|p| {
-                    let ready = p["status"]["conditions"]
-                        .as_array()
-                        .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
+                    let ready = condition_true(p, "Ready");
                     (
                         p["metadata"]["uid"].as_str().unwrap_or_default().to_string(),
                         p["spec"]["nodeName"].as_str().unwrap_or_default().to_string(),
@@ -63,16 +61,7 @@ fn pods(hub: &Hub) -> Vec<(String, String, bool)> {
 
 fn ready_nodes(hub: &Hub) -> usize {
     let Some(list) = get_json(hub, &["get", "nodes", "-o", "json"]) else { return 0 };
-    list["items"].as_array().map_or(0, |items| {
-        items
-            .iter()
-            .filter(|n| {
-                n["status"]["conditions"]
-                    .as_array()
-                    .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
-            })
-            .count()
-    })
+    list["items"].as_array().map_or(0, |items| items.iter().filter(|n| condition_true(n, "Ready")).count())
 }
 
 #[test]

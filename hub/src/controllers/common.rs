@@ -62,6 +62,11 @@ fn ready_condition(pod: &Value) -> Option<&Value> {
     pod.pointer("/status/conditions")?.as_array()?.iter().find(|c| c["type"] == "Ready")
 }
 
+/// A stored Node's Ready condition is True (read without parsing the Node).
+pub fn node_ready(node: &Value) -> bool {
+    ready_condition(node).is_some_and(|c| c["status"] == "True")
+}
+
 /// The pod's Ready condition is True.
 pub fn is_ready(pod: &Value) -> bool {
     !is_terminal(pod) && ready_condition(pod).is_some_and(|c| c["status"] == "True")

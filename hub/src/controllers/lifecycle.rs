@@ -10,6 +10,8 @@
 //! using a claim bound to a volume that pins them to the node (a local volume). When the node
 //! comes back, the evicted pods are no longer in its desired state, so its agent stops them.
 
+use std::collections::HashMap;
+
 use serde_json::Value;
 
 use flotilla_shared::api::{Node, PersistentVolume, PersistentVolumeClaim, Pod, Taint, TaintEffect};
@@ -38,14 +40,6 @@ fn implied_taint(node: &Node) -> Option<(Taint, i64)> {
     };
     let since = c.last_transition_time.as_deref().and_then(unix_seconds)?;
     Some((Taint { key: key.into(), value: None, effect: TaintEffect::NoExecute, time_added: None }, since))
-}
-
-/// Whether a stored Node's Ready condition is True (read without parsing the whole Node).
-pub fn is_ready(node: &Value) -> bool {
-    node.pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
-        .is_some_and(|c| c["status"] == "True")
 }
 
 pub fn unix_seconds(rfc3339: &str) -> Option<i64> {
@@ -111,11 +105,11 @@ pub fn evictions(
 ) -> Vec<Eviction> {
     // Only nodes that are not Ready, and only their pods, are parsed: at fleet size nearly
     // every node is Ready and this runs on every node change.
-    let tainted: Vec<(String, Taint, i64)> = nodes
+    let tainted: HashMap<String, (Taint, i64)> = nodes
         .iter()
-        .filter(|n| !is_ready(n))
+        .filter(|n| !super::common::node_ready(n))
         .filter_map(|n| serde_json::from_value::<Node>(n.clone()).ok())
-        .filter_map(|n| implied_taint(&n).map(|(t, since)| (n.metadata.name().to_string(), t, since)))
+        .filter_map(|n| implied_taint(&n).map(|taint| (n.metadata.name().to_string(), taint)))
         .collect();
     let mut out = Vec::new();
     if tainted.is_empty() {
@@ -126,12 +120,12 @@ pub fn evictions(
     let claims: Vec<PersistentVolumeClaim> =
         claims.iter().filter_map(|v| serde_json::from_value(v.clone()).ok()).collect();
     let bindings = volume_binding::bind(&volumes, &claims);
-    let names: std::collections::HashSet<&str> = tainted.iter().map(|(n, _, _)| n.as_str()).collect();
-    let on_tainted =
-        |p: &&Value| p.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| names.contains(n));
+    let on_tainted = |p: &&Value| {
+        p.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| tainted.contains_key(n))
+    };
     for p in pods.iter().filter(on_tainted).filter_map(|p| serde_json::from_value::<Pod>(p.clone()).ok()) {
         let Some(node) = p.spec.node_name.as_deref() else { continue };
-        let Some((_, taint, since)) = tainted.iter().find(|(n, _, _)| n == node) else { continue };
+        let Some((taint, since)) = tainted.get(node) else { continue };
         if p.metadata.deletion_timestamp.is_some() || pinned(&p, &volumes, &bindings) {
             continue;
         }

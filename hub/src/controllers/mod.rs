@@ -121,7 +121,7 @@ async fn node_lifecycle(store: Store, settings: Settings) {
     let mut rounds = Rounds::new(&store, Duration::from_secs(5), &[Kind::Node]);
     while rounds.next().await {
         let nodes = list(&store, Kind::Node).await;
-        if nodes.iter().all(lifecycle::is_ready) {
+        if nodes.iter().all(common::node_ready) {
             continue;
         }
         let (pods, volumes, claims) = (
@@ -160,6 +160,13 @@ async fn node_lifecycle(store: Store, settings: Settings) {
     }
 }
 
+/// How long a loop lets a burst of changes settle before its next round: as long as its last
+/// round took (`busy`), at least `floor`, at most 2 s. Under a stream of changes (a fleet
+/// reporting) a loop whose rounds are slow is then busy about half of the time, not all of it.
+pub(crate) fn settle(floor: Duration, busy: Duration) -> Duration {
+    busy.clamp(floor, Duration::from_secs(2))
+}
+
 /// A controller loop's rounds: one after a change of one of its kinds or every resync period,
 /// once a burst of changes has settled.
 pub(crate) struct Rounds {
@@ -184,10 +191,7 @@ impl Rounds {
         }
     }
 
-    /// Waits for the next round; false once the store is closed. The settling wait is 50 ms,
-    /// or as long as the last round took (at most 2 s): under a stream of changes (a fleet
-    /// reporting), a loop whose round is slow (large lists) is busy about half of the time,
-    /// not all of it.
+    /// Waits for the next round (after `settle`); false once the store is closed.
     pub(crate) async fn next(&mut self) -> bool {
         let busy = self.started.take().map(|s| s.elapsed()).unwrap_or_default();
         loop {
@@ -199,7 +203,7 @@ impl Rounds {
                 },
                 _ = self.resync.tick() => {}
             }
-            tokio::time::sleep(busy.clamp(Duration::from_millis(50), Duration::from_secs(2))).await;
+            tokio::time::sleep(settle(Duration::from_millis(50), busy)).await;
             while self.feed.try_recv().is_ok() {}
             self.started = Some(std::time::Instant::now());
             return true;

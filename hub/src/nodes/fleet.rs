@@ -119,8 +119,7 @@ pub async fn task(store: Store, link: Link, topics: Topics, republish: Arc<Notif
     let mut feed = store.subscribe();
     let mut published: HashMap<String, Value> = HashMap::new();
     let mut first = true;
-    // How long the last round took: the next waits as long (200 ms to 2 s), so a stream of
-    // changes leaves this loop busy about half of the time, not all of it.
+    // How long the last round took (`controllers::settle`).
     let mut busy = Duration::ZERO;
     loop {
         if !first {
@@ -135,7 +134,7 @@ pub async fn task(store: Store, link: Link, topics: Topics, republish: Arc<Notif
                 _ = republish.notified() => published.values_mut().for_each(|v| *v = Value::Null),
             }
             // Coalesce bursts; deletions are found by comparing with what was published.
-            tokio::time::sleep(busy.clamp(Duration::from_millis(200), Duration::from_secs(2))).await;
+            tokio::time::sleep(crate::controllers::settle(Duration::from_millis(200), busy)).await;
             while feed.try_recv().is_ok() {}
         }
         first = false;

@@ -25,6 +25,7 @@ use flotilla_shared::selector::LabelSelector;
 use flotilla_shared::wire::topics::{NodeTopic, Topics};
 use flotilla_shared::wire::{self, Heartbeat, MessageKind, Presence, StatusReport};
 
+use crate::controllers::settle;
 use crate::store::objects::Mode;
 use crate::store::{ChangeOp, Store, WriteOp};
 
@@ -108,8 +109,7 @@ async fn pusher_task(store: Store, link: Link, topics: Topics, republish: Arc<No
     let mut published: BTreeMap<String, [u8; 32]> = BTreeMap::new();
     let mut seen = pusher::Seen::default();
     let mut dirty = pusher::Dirty::default();
-    // How long the last round took: the next one waits as long (up to `MAX_SETTLE`), so a
-    // stream of changes leaves the pusher busy about half of the time, not all of it.
+    // How long the last round took (`controllers::settle`).
     let mut busy = Duration::ZERO;
     loop {
         while dirty.is_empty() {
@@ -126,7 +126,7 @@ async fn pusher_task(store: Store, link: Link, topics: Topics, republish: Arc<No
             }
         }
         // Coalesce bursts: take everything that arrives meanwhile.
-        tokio::time::sleep(busy.clamp(Duration::from_millis(50), MAX_SETTLE)).await;
+        tokio::time::sleep(settle(Duration::from_millis(50), busy)).await;
         loop {
             match feed.try_recv() {
                 Ok(c) => dirty.mark(c.kind, c.op == ChangeOp::Deleted, &c.object, &mut seen),
@@ -144,7 +144,7 @@ async fn pusher_task(store: Store, link: Link, topics: Topics, republish: Arc<No
                 // Never publish from a failed read (it would look like every node is gone).
                 tracing::warn!(error = %e, "reading the desired state; retried");
                 dirty.all = true;
-                busy = MAX_SETTLE;
+                busy = Duration::MAX;
                 continue;
             }
         };
@@ -204,9 +204,6 @@ async fn pusher_task(store: Store, link: Link, topics: Topics, republish: Arc<No
         busy = started.elapsed();
     }
 }
-
-/// The longest a loop waits for changes to settle after a slow round.
-const MAX_SETTLE: Duration = Duration::from_secs(2);
 
 /// Nodes, pods, ConfigMaps, Secrets, volumes and claims for a round: every node and pod, or
 /// only the dirty nodes and the pods bound to them.
@@ -410,7 +407,6 @@ async fn take_status(store: &Store, memory: &Mutex<NodeMemory>, r: StatusReport)
             return;
         }
         m.last_seq.insert(r.node.clone(), r.seq);
-        m.last_seen.insert(r.node.clone(), Instant::now());
     }
     // The Node object: registered on first report, its status refreshed.
     let existing = store.get(Kind::Node, "", &r.node).await.ok().flatten();
@@ -510,7 +506,7 @@ async fn lifecycle_task(store: Store, memory: Arc<Mutex<NodeMemory>>, grace: Dur
     // Ready gets the grace from now, so one that died meanwhile still turns NotReady.
     let started = Instant::now();
     for node in list(&store, Kind::Node).await {
-        if ingest::ready_of(&node).is_some_and(|(s, _)| s == "True") {
+        if crate::controllers::common::node_ready(&node) {
             if let Some(name) = node.pointer("/metadata/name").and_then(Value::as_str) {
                 lock(&memory).last_seen.entry(name.to_string()).or_insert(started);
             }

@@ -15,6 +15,8 @@ use flotilla_shared::selector::Labels;
 use flotilla_shared::volume_binding;
 use flotilla_shared::wire::{ClaimVolume, ConfigData, DesiredPod, DesiredSnapshot};
 
+use crate::controllers::common::node_of;
+
 /// Secret types the hub keeps for itself (node credentials, join tokens): never sent to nodes.
 pub const INTERNAL_SECRET_TYPES: &[&str] = &[
     "flotilla.io/node-credentials",
@@ -202,10 +204,6 @@ fn labels_value(node: &Value) -> Value {
 fn key(o: &Value) -> Option<Key> {
     let ns = o.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
     Some((ns.to_string(), o.pointer("/metadata/name")?.as_str()?.to_string()))
-}
-
-fn node_of(pod: &Value) -> Option<&str> {
-    pod.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty())
 }
 
 impl Dirty {

@@ -29,7 +29,7 @@ pub struct Cache {
 impl Cache {
     /// Whether objects of `kind` are kept here.
     pub fn holds(kind: Kind) -> bool {
-        matches!(kind, Kind::Node | Kind::Pod)
+        Self::KINDS.contains(&kind)
     }
 
     /// The kinds kept here.

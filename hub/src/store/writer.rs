@@ -222,7 +222,7 @@ impl Ctx<'_> {
             // A controller's object for an owner deleted meanwhile (its round read the owner
             // before the delete committed) would only be left for the garbage collector:
             // refused here, atomically with the delete, as a conflict the controller drops.
-            for owner in controller_uids(&next) {
+            for owner in owner_uids(&next, true) {
                 let exists: Option<i64> = self
                     .tx
                     .query_row("SELECT 1 FROM objects WHERE uid = ?1", params![owner], |r| r.get(0))
@@ -254,7 +254,7 @@ impl Ctx<'_> {
             )
             .map_err(Self::db)?;
         self.tx.execute("DELETE FROM owners WHERE uid = ?1", params![uid]).map_err(Self::db)?;
-        for owner in owner_uids(&next) {
+        for owner in owner_uids(&next, false) {
             self.tx
                 .execute("INSERT OR IGNORE INTO owners (owner_uid, uid) VALUES (?1, ?2)", params![owner, uid])
                 .map_err(Self::db)?;
@@ -365,23 +365,14 @@ impl Ctx<'_> {
     }
 }
 
-fn owner_uids(v: &Value) -> Vec<String> {
+/// The uids of the object's owners (only its controller's with `controller_only`).
+fn owner_uids(v: &Value, controller_only: bool) -> Vec<String> {
     v.get("metadata")
         .and_then(|m| m.get("ownerReferences"))
         .and_then(Value::as_array)
         .map(|refs| {
-            refs.iter().filter_map(|r| r.get("uid").and_then(Value::as_str).map(str::to_string)).collect()
-        })
-        .unwrap_or_default()
-}
-
-/// The uids of the owners that are the object's controller (`controller: true`).
-fn controller_uids(v: &Value) -> Vec<String> {
-    v.pointer("/metadata/ownerReferences")
-        .and_then(Value::as_array)
-        .map(|refs| {
             refs.iter()
-                .filter(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
+                .filter(|r| !controller_only || r.get("controller").and_then(Value::as_bool) == Some(true))
                 .filter_map(|r| r.get("uid").and_then(Value::as_str).map(str::to_string))
                 .collect()
         })
