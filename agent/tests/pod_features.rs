@@ -182,12 +182,14 @@ fn probes_restart_gate_readiness_and_protect_slow_starters() {
         ),
     );
     // A slow starter: its liveness probe would kill it at once, but the startup probe holds it off.
+    // Generous timeouts: a loaded CI machine can take over a second to enter the container, and
+    // a timed-out liveness probe (failureThreshold 1) would restart it for the wrong reason.
     node.write(
         "slow.yaml",
         &pod(
             "slow",
             &format!(
-                "  containers:\n  - name: main\n    image: {IMAGE}\n    command: [sh, -c, 'sleep 4; echo > /tmp/started; sleep 600']\n    startupProbe:\n      exec: {{command: [cat, /tmp/started]}}\n      periodSeconds: 1\n      failureThreshold: 15\n    livenessProbe:\n      exec: {{command: [cat, /tmp/started]}}\n      periodSeconds: 1\n      failureThreshold: 1\n"
+                "  containers:\n  - name: main\n    image: {IMAGE}\n    command: [sh, -c, 'sleep 4; echo > /tmp/started; sleep 600']\n    startupProbe:\n      exec: {{command: [cat, /tmp/started]}}\n      periodSeconds: 1\n      timeoutSeconds: 10\n      failureThreshold: 15\n    livenessProbe:\n      exec: {{command: [cat, /tmp/started]}}\n      periodSeconds: 1\n      timeoutSeconds: 10\n      failureThreshold: 1\n"
             ),
         ),
     );
