@@ -5,6 +5,7 @@
 //! The decisions are pure (`pusher`, `ingest`); this module wires them to the store's change
 //! feed and the broker link.
 
+mod backlog;
 pub mod credentials;
 pub mod fleet;
 pub mod ingest;
@@ -25,6 +26,7 @@ use flotilla_shared::selector::LabelSelector;
 use flotilla_shared::wire::topics::{NodeTopic, Topics};
 use flotilla_shared::wire::{self, Heartbeat, MessageKind, Presence, StatusReport};
 
+use self::backlog::{Backlog, Item, Pushed};
 use crate::controllers::settle;
 use crate::store::objects::Mode;
 use crate::store::{ChangeOp, Store, WriteOp};
@@ -233,13 +235,45 @@ async fn read_inputs(
     ])
 }
 
-/// Workers taking status reports and presence into the store.
+/// Workers taking status reports, presence and events into the store.
 const INGEST_WORKERS: usize = 16;
 
-/// What an ingest worker takes.
-enum Work {
-    Status(Box<StatusReport>),
-    Presence(String, Presence),
+/// One ingest worker: its backlog and the wake-up the dispatcher gives it.
+#[derive(Default)]
+struct Worker {
+    backlog: Mutex<Backlog>,
+    wake: Notify,
+}
+
+impl Worker {
+    /// Queues what `node` sent; never waits.
+    fn push(&self, node: &str, item: Item) {
+        let pushed = self.backlog.lock().unwrap_or_else(|p| p.into_inner()).push(node, item);
+        match pushed {
+            Pushed::Dropped => tracing::warn!(node, "events dropped: too many batches waiting for the store"),
+            Pushed::DroppedOldest => tracing::debug!(node, "an older presence announcement dropped"),
+            Pushed::Queued | Pushed::Replaced => {}
+        }
+        self.wake.notify_one();
+    }
+
+    async fn run(&self, store: &Store, memory: &Mutex<NodeMemory>) {
+        loop {
+            let next = self.backlog.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let Some((node, items)) = next else {
+                // A push between the pop and this wait leaves a permit: nothing is missed.
+                self.wake.notified().await;
+                continue;
+            };
+            for item in items {
+                match item {
+                    Item::Status(r) => take_status(store, memory, *r).await,
+                    Item::Presence(p) => take_presence(store, memory, &node, p).await,
+                    Item::Events(e) => take_events(store, &node, e).await,
+                }
+            }
+        }
+    }
 }
 
 /// Takes what nodes publish into the store.
@@ -251,22 +285,17 @@ async fn ingest_task(
     memory: Arc<Mutex<NodeMemory>>,
     logs: logs::LogRouter,
 ) {
-    // Status reports and presence go to one of several workers, each node always to the same
-    // one (its reports stay in order): many nodes' writes are then in flight together and the
-    // store's writer commits them as a group, instead of one report waiting for the last.
-    let workers: Vec<mpsc::Sender<Work>> = (0..INGEST_WORKERS)
+    // Status reports, presence and events go to one of several workers, each node always to
+    // the same one (its items stay in order): many nodes' writes are then in flight together
+    // and the store's writer commits them as a group, instead of one report waiting for the
+    // last. The dispatcher only queues (a node's newest report replacing its waiting one), so a
+    // slow store never holds up the link.
+    let workers: Vec<Arc<Worker>> = (0..INGEST_WORKERS)
         .map(|_| {
-            let (tx, mut work) = mpsc::channel::<Work>(256);
-            let (store, memory) = (store.clone(), memory.clone());
-            tokio::spawn(async move {
-                while let Some(w) = work.recv().await {
-                    match w {
-                        Work::Status(r) => take_status(&store, &memory, *r).await,
-                        Work::Presence(node, p) => take_presence(&store, &memory, &node, p).await,
-                    }
-                }
-            });
-            tx
+            let worker = Arc::new(Worker::default());
+            let (w, store, memory) = (worker.clone(), store.clone(), memory.clone());
+            tokio::spawn(async move { w.run(&store, &memory).await });
+            worker
         })
         .collect();
     let worker = |node: &str| {
@@ -304,7 +333,7 @@ async fn ingest_task(
                     Ok(r) if r.node == node => {
                         // Alive as of now, however long the report waits for its worker.
                         lock(&memory).last_seen.insert(node.clone(), Instant::now());
-                        let _ = worker(&node).send(Work::Status(Box::new(r))).await;
+                        worker(&node).push(&node, Item::Status(Box::new(r)));
                     }
                     Ok(r) => tracing::warn!(node, claimed = r.node, "a status report naming another node"),
                     Err(e) => tracing::warn!(node, error = %e, "bad status report"),
@@ -325,14 +354,17 @@ async fn ingest_task(
             }
             (NodeTopic::Events, Some(MessageKind::Events)) => {
                 match wire::decode::<wire::Events>(&payload, MAX_INBOUND) {
-                    Ok(b) if b.node == node => take_events(&store, &node, b.events).await,
+                    Ok(mut b) if b.node == node => {
+                        b.events.truncate(MAX_EVENTS_PER_BATCH);
+                        worker(&node).push(&node, Item::Events(b.events));
+                    }
                     Ok(b) => tracing::warn!(node, claimed = b.node, "events naming another node"),
                     Err(e) => tracing::warn!(node, error = %e, "bad events"),
                 }
             }
             (NodeTopic::Presence, Some(MessageKind::Presence)) => {
                 if let Ok(p) = wire::decode::<Presence>(&payload, MAX_INBOUND) {
-                    let _ = worker(&node).send(Work::Presence(node.clone(), p)).await;
+                    worker(&node).push(&node, Item::Presence(p));
                 }
             }
             _ => {}
