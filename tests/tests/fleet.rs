@@ -91,10 +91,14 @@ fn deploy(hub: &Hub, nodes: &[Node]) -> Placed {
             "{wide}"
         );
     }
-    let text = ok(hub.cli(&["logs", "pinned"], None));
-    assert!(text.starts_with("pinned up\n"), "{text:?}");
+    // Running is reported when the container starts; its first line may reach the log a moment later.
+    let log_starts = |pod: &str, line: &str| {
+        let out = hub.cli(&["logs", pod], None);
+        out.status.success() && out.stdout.starts_with(line.as_bytes())
+    };
+    wait("pinned's first log line", hub, nodes, || log_starts("pinned", "pinned up\n"));
     let web = placed.iter().find(|(p, _, _)| p.starts_with("web-")).unwrap();
-    assert!(ok(hub.cli(&["logs", &web.0], None)).starts_with("web up\n"));
+    wait("web's first log line", hub, nodes, || log_starts(&web.0, "web up\n"));
     placed
 }
 
@@ -220,9 +224,21 @@ impl Drop for Mosquitto {
 
 /// `mosquitto_sub`: the first message on `topic` (raw payload), if one comes within 3 s.
 fn sub_one(port: u16, user: &str, password: &str, client_id: &str, topic: &str) -> Option<Vec<u8>> {
+    sub_one_within(port, user, password, client_id, topic, 3)
+}
+
+/// `sub_one` waiting at most `secs` (a retained message comes at once).
+fn sub_one_within(
+    port: u16,
+    user: &str,
+    password: &str,
+    client_id: &str,
+    topic: &str,
+    secs: u32,
+) -> Option<Vec<u8>> {
     let out = Command::new("mosquitto_sub")
         .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-u", user, "-P", password, "-i", client_id])
-        .args(["-t", topic, "-C", "1", "-W", "3", "-N", "-V", "mqttv5"])
+        .args(["-t", topic, "-C", "1", "-W", &secs.to_string(), "-N", "-V", "mqttv5"])
         .stderr(Stdio::null())
         .output()
         .unwrap();
@@ -297,6 +313,8 @@ fn two_hosts_through_mosquitto() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
     let mut nodes = vec![Node::new(tmp.path(), "node-a"), Node::new(tmp.path(), "node-b")];
+    // A node that first comes up while the hub is down.
+    let mut late = Node::new(tmp.path(), "node-c");
     let port = free_port();
     let (hub_dir, mq) = (tmp.path().join("hub"), tmp.path().join("mosquitto"));
     // Before the hub exists: the hub's user only, and a clear warning.
@@ -330,7 +348,7 @@ fn two_hosts_through_mosquitto() {
         advertise.as_str(),
     ];
     let hub = Hub::start_with(&hub_dir, &args);
-    for n in nodes.iter_mut() {
+    for n in nodes.iter().chain([&late]) {
         ok(hub.cli(&["node", "add", &n.name, "-o", n.config.to_str().unwrap()], None));
     }
     let viewer_file = tmp.path().join("grafana.json");
@@ -404,6 +422,14 @@ fn two_hosts_through_mosquitto() {
     // snapshot again and an older, empty one.
     hub.kill();
     nodes[1].start();
+    // The new node's first status report goes out with no hub listening (reports are not
+    // retained): it must still be registered soon after the hub is back, not at the next
+    // periodic report 5 minutes later.
+    late.start();
+    let late_log = late.log();
+    wait_for("node-c connected", 30, &[late_log.as_path()], || {
+        std::fs::read_to_string(&late_log).unwrap_or_default().contains("connected to the broker")
+    });
     let hub_pw = std::fs::read_to_string(&pw_file).unwrap().trim().to_string();
     let dup = tmp.path().join("dup.cbor");
     std::fs::write(&dup, &own).unwrap();
@@ -419,6 +445,11 @@ fn two_hosts_through_mosquitto() {
     // node, and no container restarts.
     let hub = Hub::start_with(&hub_dir, &args);
     wait("both nodes Ready again", &hub, &nodes, || ready(&hub, "node-a") && ready(&hub, "node-b"));
+    // Within two heartbeats (10 s each) of the hub's return.
+    wait_for("node-c registered and Ready", 25, &[late_log.as_path(), hub.log.as_path()], || {
+        ready(&hub, "node-c")
+    });
+    late.agent = None;
     // Within 10 s of the broker's return, every agent is connected again and the broker holds
     // every node's desired state again (retained, as the hub republished it).
     let connects = |n: &Node| {
@@ -427,7 +458,9 @@ fn two_hosts_through_mosquitto() {
     let connected_before: Vec<usize> = nodes.iter().map(connects).collect();
     let desired = |node: &str| {
         let topic = format!("flotilla/v1/nodes/{node}/desired");
-        sub_one(port, "flotilla-hub", &hub_pw, "resync-check", &topic)
+        // Retained, so it comes at once when it is there: a short wait keeps the check from
+        // adding seconds to the bound it measures.
+        sub_one_within(port, "flotilla-hub", &hub_pw, "resync-check", &topic, 1)
             .and_then(|p| wire::decode::<DesiredSnapshot>(&p, wire::DEFAULT_MAX_PAYLOAD).ok())
     };
     drop(broker);

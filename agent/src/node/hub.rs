@@ -23,6 +23,36 @@ const MAX_SNAPSHOT: usize = wire::DEFAULT_MAX_PAYLOAD;
 /// A heartbeat this often between status reports.
 pub const HEARTBEAT: Duration = Duration::from_secs(10);
 
+/// When a heartbeat tick sends the whole last report instead of a bare heartbeat. Status
+/// reports are not retained, so one published while the hub is not subscribed (the hub
+/// starting or reconnecting at the same moment) is gone, and the next is only sent on a change
+/// or after 5 minutes: a new node would stay unregistered that long. So after each connect the
+/// next tick repeats the report, and until a desired state for this node has come (the hub
+/// publishes one, empty or not, for every node it has registered) every tick does.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Resend {
+    after_connect: bool,
+    known_to_hub: bool,
+}
+
+impl Resend {
+    pub fn connected(&mut self) {
+        self.after_connect = true;
+    }
+
+    /// A desired state for this node arrived (newer or not).
+    pub fn desired_seen(&mut self) {
+        self.known_to_hub = true;
+    }
+
+    /// At a heartbeat tick: whether to send the whole report.
+    pub fn tick(&mut self) -> bool {
+        let due = self.after_connect || !self.known_to_hub;
+        self.after_connect = false;
+        due
+    }
+}
+
 /// The latest status report, waiting for the link: a newer one replaces it (each is complete),
 /// so none that matters is dropped however busy the link is.
 type Pending = Option<Box<StatusReport>>;
@@ -221,12 +251,14 @@ async fn run(
     };
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     let mut last_status: Option<StatusReport> = None;
+    let mut resend = Resend::default();
     loop {
         tokio::select! {
             event = rx.recv() => {
                 let Some(event) = event else { return };
                 match event {
                     LinkEvent::Connected { .. } => {
+                        resend.connected();
                         let _ = link.publish(topics.presence(&node), online.clone(), true).await;
                         // The hub may have missed reports while we were away.
                         if let Some(r) = &last_status {
@@ -234,7 +266,12 @@ async fn run(
                         }
                     }
                     LinkEvent::Message { topic, payload } => match topics.parse_node_topic(&topic) {
-                        Some((n, NodeTopic::Desired)) if n == node => take_snapshot(&node, &payload, &snapshot, &files, &wake),
+                        Some((n, NodeTopic::Desired)) if n == node => {
+                            let ours = take_snapshot(&node, &payload, &snapshot, &files, &wake);
+                            if ours {
+                                resend.desired_seen();
+                            }
+                        }
                         Some((n, NodeTopic::LogRequest)) if n == node => logs.handle(&link, &topics, &node, &payload),
                         _ => {}
                     },
@@ -259,6 +296,13 @@ async fn run(
                 }
             }
             _ = heartbeat.tick() => {
+                if resend.tick() {
+                    if let Some(r) = &last_status {
+                        // Counts as a heartbeat too; the hub ignores it if it has this one.
+                        let _ = link.try_publish(topics.status(&node), wire::encode(r), false);
+                        continue;
+                    }
+                }
                 let (seq, generation) = last_status.as_ref().map_or((0, 0), |r| (r.seq, r.observed_generation));
                 let hb = Heartbeat { node: node.clone(), seq, observed_generation: generation, time_ms: now_ms() };
                 let _ = link.try_publish(topics.status(&node), wire::encode(&hb), false);
@@ -267,24 +311,29 @@ async fn run(
     }
 }
 
+/// Applies a received snapshot if it is newer; whether it was a snapshot for this node at all
+/// (newer or not: either way the hub has registered the node).
 fn take_snapshot(
     node: &str,
     payload: &[u8],
     snapshot: &Mutex<Option<DesiredSnapshot>>,
     files: &SnapshotFiles,
     wake: &std::sync::mpsc::Sender<()>,
-) {
+) -> bool {
     let incoming = match wire::decode::<DesiredSnapshot>(payload, MAX_SNAPSHOT) {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(error = %e, "ignoring an undecodable desired state");
-            return;
+            return false;
         }
     };
+    if incoming.node != node {
+        return false;
+    }
     let mut current = snapshot.lock().unwrap_or_else(|p| p.into_inner());
     if !accept(current.as_ref(), &incoming, node) {
         tracing::debug!(generation = incoming.generation, "ignoring a desired state that is not newer");
-        return;
+        return true;
     }
     // Persisted before it is acted on: after a reboot with no network, this is what runs.
     if let Err(e) = files.store(&incoming) {
@@ -293,11 +342,24 @@ fn take_snapshot(
     tracing::info!(generation = incoming.generation, pods = incoming.pods.len(), "new desired state");
     *current = Some(incoming);
     let _ = wake.send(());
+    true
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whole_reports_are_repeated_after_a_connect_and_until_the_hub_knows_the_node() {
+        let mut r = Resend::default();
+        assert!(r.tick() && r.tick(), "no desired state yet: the hub may not have registered us");
+        r.connected();
+        r.desired_seen();
+        assert!(r.tick(), "the first tick after a connect repeats the report");
+        assert!(!r.tick() && !r.tick(), "then bare heartbeats");
+        r.connected();
+        assert!(r.tick() && !r.tick(), "again after a reconnect");
+    }
 
     fn snap(node: &str, generation: u64) -> DesiredSnapshot {
         DesiredSnapshot {
