@@ -132,8 +132,10 @@ fn static_pods_run_survive_agent_restarts_and_stop() {
     let agent = Agent::start(&state, &run, &manifests);
     wait_for("web running", &state, || row(&state, "web", "main").is_some_and(|r| r.0 == "Running"));
     wait_for("job exit 7", &state, || row(&state, "job", "main").is_some_and(|r| r.2 == "7"));
-    let logs = String::from_utf8_lossy(&cli(&state, &["logs", "web"]).stdout).into_owned();
-    assert!(logs.contains("started"), "{logs}");
+    // Running is recorded when the container starts; its first line may reach the log a moment later.
+    wait_for("web's log", &state, || {
+        String::from_utf8_lossy(&cli(&state, &["logs", "web"]).stdout).contains("started")
+    });
     let logs = String::from_utf8_lossy(&cli(&state, &["logs", "job", "--tail", "1"]).stdout).into_owned();
     assert_eq!(logs.trim(), "done");
 
@@ -258,7 +260,8 @@ fn init_containers_run_in_order_and_unused_images_are_collected() {
             .unwrap()
             .unix_timestamp_nanos()
     };
-    assert!(secs(&second.0) - secs(&first.0) >= 900_000_000, "second started before first ended");
+    // 1 s apart when in order; a generous margin for a log line stamped late on a loaded machine.
+    assert!(secs(&second.0) - secs(&first.0) >= 500_000_000, "second started before first ended");
     let r = row(&state, "ordered", "first").unwrap();
     assert_eq!((r.0.as_str(), r.2.as_str()), ("Completed", "0"));
 

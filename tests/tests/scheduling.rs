@@ -103,7 +103,7 @@ fn pods_are_placed_by_the_scheduler_and_drains_move_them() {
     let (hub, mut nodes) = fleet(
         tmp.path(),
         &["node-a", "node-b", "node-c"],
-        &["--node-grace-seconds", "15", "--not-ready-toleration-seconds", "5"],
+        &["--node-grace-seconds", "20", "--not-ready-toleration-seconds", "5"],
     );
     for n in nodes.iter_mut() {
         n.start();

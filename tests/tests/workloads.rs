@@ -99,6 +99,7 @@ spec:
         readinessProbe:
           exec: {{command: [cat, /tmp/ready]}}
           periodSeconds: 1
+          timeoutSeconds: 10
 "
     )
 }
@@ -195,6 +196,7 @@ spec:
         readinessProbe:
           exec: {{command: [cat, /tmp/ready]}}
           periodSeconds: 1
+          timeoutSeconds: 10
   volumeClaimTemplates:
   - metadata: {{name: data}}
     spec:

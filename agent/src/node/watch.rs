@@ -73,7 +73,8 @@ mod tests {
         watch_manifests(dir.path(), tx).unwrap();
         let wait = |what: &str| {
             rx.recv_timeout(Duration::from_secs(5)).unwrap_or_else(|_| panic!("no wake-up for {what}"));
-            std::thread::sleep(Duration::from_millis(50));
+            // One change may wake it more than once (a write is a create and a modify).
+            std::thread::sleep(Duration::from_millis(300));
             while rx.try_recv().is_ok() {}
         };
         std::fs::write(dir.path().join("a.yaml"), "x").unwrap();
