@@ -24,31 +24,35 @@ const MAX_SNAPSHOT: usize = wire::DEFAULT_MAX_PAYLOAD;
 pub const HEARTBEAT: Duration = Duration::from_secs(10);
 
 /// When a heartbeat tick sends the whole last report instead of a bare heartbeat. Status
-/// reports are not retained, so one published while the hub is not subscribed (the hub
-/// starting or reconnecting at the same moment) is gone, and the next is only sent on a change
-/// or after 5 minutes: a new node would stay unregistered that long. So after each connect the
-/// next tick repeats the report, and until a desired state for this node has come (the hub
-/// publishes one, empty or not, for every node it has registered) every tick does.
+/// reports are not retained, so one published while the hub is not subscribed (down,
+/// starting, reconnecting) is gone, and the next is only sent on a change or after 5 minutes:
+/// a new node would stay unregistered that long, a pod's new state unseen. So the next tick
+/// repeats the report after each connect and after a desired state that is not newer (the hub
+/// republishes every snapshot when it starts or its broker session is new: it may have missed
+/// reports; a newer one makes a new report anyway), and every tick does until a desired state
+/// for this node has come at all (the hub publishes one, empty or not, for every node it has
+/// registered).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Resend {
-    after_connect: bool,
+    repeat: bool,
     known_to_hub: bool,
 }
 
 impl Resend {
     pub fn connected(&mut self) {
-        self.after_connect = true;
+        self.repeat = true;
     }
 
-    /// A desired state for this node arrived (newer or not).
-    pub fn desired_seen(&mut self) {
+    /// A desired state for this node arrived; `applied` when it was newer.
+    pub fn desired_seen(&mut self, applied: bool) {
         self.known_to_hub = true;
+        self.repeat |= !applied;
     }
 
     /// At a heartbeat tick: whether to send the whole report.
     pub fn tick(&mut self) -> bool {
-        let due = self.after_connect || !self.known_to_hub;
-        self.after_connect = false;
+        let due = self.repeat || !self.known_to_hub;
+        self.repeat = false;
         due
     }
 }
@@ -267,9 +271,8 @@ async fn run(
                     }
                     LinkEvent::Message { topic, payload } => match topics.parse_node_topic(&topic) {
                         Some((n, NodeTopic::Desired)) if n == node => {
-                            let ours = take_snapshot(&node, &payload, &snapshot, &files, &wake);
-                            if ours {
-                                resend.desired_seen();
+                            if let Some(applied) = take_snapshot(&node, &payload, &snapshot, &files, &wake) {
+                                resend.desired_seen(applied);
                             }
                         }
                         Some((n, NodeTopic::LogRequest)) if n == node => logs.handle(&link, &topics, &node, &payload),
@@ -311,29 +314,29 @@ async fn run(
     }
 }
 
-/// Applies a received snapshot if it is newer; whether it was a snapshot for this node at all
-/// (newer or not: either way the hub has registered the node).
+/// Applies a received snapshot if it is newer: `None` when it is not a snapshot for this node,
+/// else whether it was applied.
 fn take_snapshot(
     node: &str,
     payload: &[u8],
     snapshot: &Mutex<Option<DesiredSnapshot>>,
     files: &SnapshotFiles,
     wake: &std::sync::mpsc::Sender<()>,
-) -> bool {
+) -> Option<bool> {
     let incoming = match wire::decode::<DesiredSnapshot>(payload, MAX_SNAPSHOT) {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(error = %e, "ignoring an undecodable desired state");
-            return false;
+            return None;
         }
     };
     if incoming.node != node {
-        return false;
+        return None;
     }
     let mut current = snapshot.lock().unwrap_or_else(|p| p.into_inner());
     if !accept(current.as_ref(), &incoming, node) {
         tracing::debug!(generation = incoming.generation, "ignoring a desired state that is not newer");
-        return true;
+        return Some(false);
     }
     // Persisted before it is acted on: after a reboot with no network, this is what runs.
     if let Err(e) = files.store(&incoming) {
@@ -342,7 +345,7 @@ fn take_snapshot(
     tracing::info!(generation = incoming.generation, pods = incoming.pods.len(), "new desired state");
     *current = Some(incoming);
     let _ = wake.send(());
-    true
+    Some(true)
 }
 
 #[cfg(test)]
@@ -350,15 +353,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn whole_reports_are_repeated_after_a_connect_and_until_the_hub_knows_the_node() {
+    fn whole_reports_are_repeated_when_the_hub_may_have_missed_them() {
         let mut r = Resend::default();
         assert!(r.tick() && r.tick(), "no desired state yet: the hub may not have registered us");
         r.connected();
-        r.desired_seen();
+        r.desired_seen(true);
         assert!(r.tick(), "the first tick after a connect repeats the report");
         assert!(!r.tick() && !r.tick(), "then bare heartbeats");
         r.connected();
         assert!(r.tick() && !r.tick(), "again after a reconnect");
+        r.desired_seen(true);
+        assert!(!r.tick(), "a newer desired state makes a new report by itself");
+        r.desired_seen(false);
+        assert!(r.tick() && !r.tick(), "the hub republished: it may have missed reports");
     }
 
     fn snap(node: &str, generation: u64) -> DesiredSnapshot {
