@@ -1,4 +1,5 @@
-//! The fleet end to end, as root, with real containers: a hub and two agents, each agent on its
+//! The fleet end to end, as root, with real containers: a hub and two agents (three on
+//! Mosquitto, the third first coming up while the hub is down), each agent on its
 //! own "host" (a network namespace with a veth link to the hub's), first through the hub's
 //! embedded broker, then through Debian's Mosquitto configured by `flotilla-hub broker-config
 //! mosquitto`. A Deployment spread over the nodes and a pod pinned to one run on the right
@@ -46,6 +47,21 @@ spec:
     image: flotilla.local/busybox:demo
     imagePullPolicy: Never
     command: [sh, -c, 'echo pinned up; while true; do sleep 1; done']
+";
+
+/// Pinned to a node that has not come up yet.
+const EARLY: &str = "\
+apiVersion: v1
+kind: Pod
+metadata: {name: early}
+spec:
+  nodeName: node-c
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: main
+    image: flotilla.local/busybox:demo
+    imagePullPolicy: Never
+    command: [sh, -c, 'while true; do sleep 1; done']
 ";
 
 /// A running pod as the hub sees it: (name, node, uid).
@@ -418,6 +434,24 @@ fn two_hosts_through_mosquitto() {
     let snap_b: DesiredSnapshot = wire::decode(&own, wire::DEFAULT_MAX_PAYLOAD).unwrap();
     assert_eq!(snap_b.pods.len(), 2, "{snap_b:?}");
 
+    // A pod pinned to node-c before that device has ever reported: its snapshot is published
+    // (retained) for when it comes. A heartbeat from node-c, unregistered, makes the hub
+    // publish that snapshot again (which makes an agent repeat its report).
+    ok(hub.cli(&["apply", "-f", "-"], Some(EARLY.as_bytes())));
+    let published_c = |hub: &Hub| {
+        hub.log_text()
+            .lines()
+            .filter(|l| l.contains("published the desired state") && l.contains("node=\"node-c\""))
+            .count()
+    };
+    wait("node-c's snapshot published", &hub, &nodes, || published_c(&hub) == 1);
+    let beat = tmp.path().join("heartbeat.cbor");
+    let hb = wire::Heartbeat { node: "node-c".into(), seq: 1, observed_generation: 0, time_ms: 0 };
+    std::fs::write(&beat, wire::encode(&hb)).unwrap();
+    publish(port, "node-c", &late.password(), "flotilla/v1/nodes/node-c/status", &beat, false);
+    wait("node-c's snapshot published again after its heartbeat", &hub, &nodes, || published_c(&hub) == 2);
+    assert!(hub.log_text().contains("a node that is not registered heartbeats"));
+
     // Old and duplicate snapshots change nothing: publish (as the hub, while it is down) node-b's
     // snapshot again and an older, empty one.
     hub.kill();
@@ -448,6 +482,14 @@ fn two_hosts_through_mosquitto() {
     // Within two heartbeats (10 s each) of the hub's return.
     wait_for("node-c registered and Ready", 25, &[late_log.as_path(), hub.log.as_path()], || {
         ready(&hub, "node-c")
+    });
+    wait("the early pod Running on node-c", &hub, &nodes, || {
+        get_json(&hub, &["get", "pod", "early", "-o", "json"])
+            .is_some_and(|p| p["status"]["phase"] == "Running")
+    });
+    ok(hub.cli(&["delete", "pod", "early"], None));
+    wait("the early pod gone", &hub, &nodes, || {
+        get_json(&hub, &["get", "pod", "early", "-o", "json"]).is_none()
     });
     late.agent = None;
     // Within 10 s of the broker's return, every agent is connected again and the broker holds

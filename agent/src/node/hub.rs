@@ -31,7 +31,8 @@ pub const HEARTBEAT: Duration = Duration::from_secs(10);
 /// republishes every snapshot when it starts or its broker session is new: it may have missed
 /// reports; a newer one makes a new report anyway), and every tick does until a desired state
 /// for this node has come at all (the hub publishes one, empty or not, for every node it has
-/// registered).
+/// registered, and again for a node that heartbeats unregistered) or after the hub cleared it
+/// (the node was deleted; its next report registers it again).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Resend {
     repeat: bool,
@@ -47,6 +48,11 @@ impl Resend {
     pub fn desired_seen(&mut self, applied: bool) {
         self.known_to_hub = true;
         self.repeat |= !applied;
+    }
+
+    /// The hub cleared this node's desired state.
+    pub fn forgotten(&mut self) {
+        self.known_to_hub = false;
     }
 
     /// At a heartbeat tick: whether to send the whole report.
@@ -254,15 +260,23 @@ async fn run(
         }
     };
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    // Ticks missed while the link was down are not made up in a burst.
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut last_status: Option<StatusReport> = None;
     let mut resend = Resend::default();
+    // Ticks publish nothing while the link is down (the request queue would only fill with
+    // stale copies); the connect sends the last report.
+    let mut up = false;
     loop {
         tokio::select! {
             event = rx.recv() => {
                 let Some(event) = event else { return };
                 match event {
                     LinkEvent::Connected { .. } => {
+                        up = true;
                         resend.connected();
+                        // The repeat comes a full period after the connect, not at once.
+                        heartbeat.reset();
                         let _ = link.publish(topics.presence(&node), online.clone(), true).await;
                         // The hub may have missed reports while we were away.
                         if let Some(r) = &last_status {
@@ -270,6 +284,10 @@ async fn run(
                         }
                     }
                     LinkEvent::Message { topic, payload } => match topics.parse_node_topic(&topic) {
+                        Some((n, NodeTopic::Desired)) if n == node && payload.is_empty() => {
+                            tracing::info!("the hub cleared this node's desired state (the node was deleted); keeping the last one");
+                            resend.forgotten();
+                        }
                         Some((n, NodeTopic::Desired)) if n == node => {
                             if let Some(applied) = take_snapshot(&node, &payload, &snapshot, &files, &wake) {
                                 resend.desired_seen(applied);
@@ -278,7 +296,7 @@ async fn run(
                         Some((n, NodeTopic::LogRequest)) if n == node => logs.handle(&link, &topics, &node, &payload),
                         _ => {}
                     },
-                    LinkEvent::Disconnected { .. } => {}
+                    LinkEvent::Disconnected { .. } => up = false,
                 }
             }
             changed = out_rx.changed() => {
@@ -298,7 +316,7 @@ async fn run(
                     tracing::debug!(error = %e, "events not queued");
                 }
             }
-            _ = heartbeat.tick() => {
+            _ = heartbeat.tick(), if up => {
                 if resend.tick() {
                     if let Some(r) = &last_status {
                         // Counts as a heartbeat too; the hub ignores it if it has this one.
@@ -366,6 +384,10 @@ mod tests {
         assert!(!r.tick(), "a newer desired state makes a new report by itself");
         r.desired_seen(false);
         assert!(r.tick() && !r.tick(), "the hub republished: it may have missed reports");
+        r.forgotten();
+        assert!(r.tick() && r.tick(), "the node was deleted: until the hub publishes for it again");
+        r.desired_seen(true);
+        assert!(!r.tick());
     }
 
     fn snap(node: &str, generation: u64) -> DesiredSnapshot {

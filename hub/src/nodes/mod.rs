@@ -1,7 +1,9 @@
 //! The hub's side of the MQTT link: the pusher publishes every node's desired snapshot
 //! (retained, QoS 1, only when its content changed, under a generation that only grows: the
-//! store's revision), the ingest takes status reports, heartbeats and presence into the store
-//! (stale reports ignored), and node lifecycle marks silent nodes NotReady after a grace period.
+//! store's revision), the ingest takes status reports, heartbeats, presence and events into
+//! the store (stale reports ignored; a node that heartbeats but is not registered gets its
+//! snapshot again, which makes it repeat its report), and node lifecycle marks silent nodes
+//! NotReady after a grace period.
 //! The decisions are pure (`pusher`, `ingest`); this module wires them to the store's change
 //! feed and the broker link.
 
@@ -62,6 +64,29 @@ pub(crate) fn now_rfc3339() -> String {
         .unwrap_or_default()
 }
 
+/// Nodes whose snapshot the pusher publishes again even though it did not change: nodes that
+/// heartbeat without being registered (their first report went unheard). A snapshot that is
+/// not newer makes an agent repeat its whole report.
+#[derive(Default)]
+struct Nudges {
+    nodes: Mutex<std::collections::BTreeSet<String>>,
+    wake: Notify,
+}
+
+impl Nudges {
+    fn add(&self, node: &str) {
+        self.nodes.lock().unwrap_or_else(|p| p.into_inner()).insert(node.to_string());
+        self.wake.notify_one();
+    }
+
+    fn take(&self) -> std::collections::BTreeSet<String> {
+        std::mem::take(&mut *self.nodes.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// At most one nudge per node this often.
+const NUDGE_EVERY: Duration = Duration::from_secs(30);
+
 /// The running node link, for the API handlers that talk to nodes (logs).
 #[derive(Clone)]
 pub struct NodeLink {
@@ -77,7 +102,14 @@ pub fn start(store: Store, opts: NodeLinkOptions) -> anyhow::Result<NodeLink> {
     let (republish, republish_fleet) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
     let memory = Arc::new(Mutex::new(NodeMemory::default()));
     let router = logs::LogRouter::default();
-    tokio::spawn(pusher_task(store.clone(), link.clone(), opts.topics.clone(), republish.clone()));
+    let nudges = Arc::new(Nudges::default());
+    tokio::spawn(pusher_task(
+        store.clone(),
+        link.clone(),
+        opts.topics.clone(),
+        republish.clone(),
+        nudges.clone(),
+    ));
     tokio::spawn(fleet::task(store.clone(), link.clone(), opts.topics.clone(), republish_fleet.clone()));
     tokio::spawn(ingest_task(
         store.clone(),
@@ -86,6 +118,7 @@ pub fn start(store: Store, opts: NodeLinkOptions) -> anyhow::Result<NodeLink> {
         vec![republish, republish_fleet],
         memory.clone(),
         router.clone(),
+        nudges,
     ));
     tokio::spawn(lifecycle_task(store, memory, opts.grace));
     Ok(NodeLink { link, topics: opts.topics, logs: router })
@@ -105,7 +138,7 @@ async fn list(store: &Store, kind: Kind) -> Vec<Value> {
 /// broker lost its state (a connect without a kept session). A round computes only the
 /// snapshots the changes since the last one may alter (`pusher::Dirty`): at thousands of
 /// nodes, a pod's status or one node's heartbeat write must not cost a pass over the fleet.
-async fn pusher_task(store: Store, link: Link, topics: Topics, republish: Arc<Notify>) {
+async fn pusher_task(store: Store, link: Link, topics: Topics, republish: Arc<Notify>, nudges: Arc<Nudges>) {
     use tokio::sync::broadcast::error::{RecvError, TryRecvError};
     let mut feed = store.subscribe();
     let mut published: BTreeMap<String, [u8; 32]> = BTreeMap::new();
@@ -125,6 +158,11 @@ async fn pusher_task(store: Store, link: Link, topics: Topics, republish: Arc<No
                     published.clear();
                     dirty.all = true;
                 }
+                _ = nudges.wake.notified() => {}
+            }
+            for node in nudges.take() {
+                published.remove(&node);
+                dirty.nodes.insert(node);
             }
         }
         // Coalesce bursts: take everything that arrives meanwhile.
@@ -284,6 +322,7 @@ async fn ingest_task(
     republish: Vec<Arc<Notify>>,
     memory: Arc<Mutex<NodeMemory>>,
     logs: logs::LogRouter,
+    nudges: Arc<Nudges>,
 ) {
     // Status reports, presence and events go to one of several workers, each node always to
     // the same one (its items stay in order): many nodes' writes are then in flight together
@@ -304,6 +343,7 @@ async fn ingest_task(
         node.hash(&mut h);
         &workers[(h.finish() % INGEST_WORKERS as u64) as usize]
     };
+    let mut nudged: HashMap<String, Instant> = HashMap::new();
     while let Some(event) = rx.recv().await {
         let (topic, payload) = match event {
             LinkEvent::Connected { session_present } => {
@@ -342,7 +382,17 @@ async fn ingest_task(
             (NodeTopic::Status, Some(MessageKind::Heartbeat)) => {
                 if let Ok(h) = wire::decode::<Heartbeat>(&payload, MAX_INBOUND) {
                     if h.node == node {
-                        lock(&memory).last_seen.insert(node, Instant::now());
+                        lock(&memory).last_seen.insert(node.clone(), Instant::now());
+                        if !store.node_exists(&node)
+                            && nudged.get(&node).is_none_or(|t| t.elapsed() >= NUDGE_EVERY)
+                        {
+                            tracing::info!(
+                                node,
+                                "a node that is not registered heartbeats: asking for its report"
+                            );
+                            nudged.insert(node.clone(), Instant::now());
+                            nudges.add(&node);
+                        }
                     }
                 }
             }
@@ -355,7 +405,12 @@ async fn ingest_task(
             (NodeTopic::Events, Some(MessageKind::Events)) => {
                 match wire::decode::<wire::Events>(&payload, MAX_INBOUND) {
                     Ok(mut b) if b.node == node => {
+                        // Cut to what is kept before it waits: a flood costs little memory.
                         b.events.truncate(MAX_EVENTS_PER_BATCH);
+                        for e in &mut b.events {
+                            clip(&mut e.reason, MAX_REASON);
+                            clip(&mut e.message, MAX_MESSAGE);
+                        }
                         worker(&node).push(&node, Item::Events(b.events));
                     }
                     Ok(b) => tracing::warn!(node, claimed = b.node, "events naming another node"),
@@ -379,14 +434,29 @@ fn lock(m: &Mutex<NodeMemory>) -> std::sync::MutexGuard<'_, NodeMemory> {
 /// How often a node's unchanged status is written anyway (its `lastHeartbeatTime`).
 const HEARTBEAT_WRITE_SECS: i64 = 3600;
 
-async fn write(store: &Store, kind: Kind, object: Value, mode: Mode) {
-    if let Err(e) = store.write(WriteOp::Put { kind, object, mode }, false).await {
-        tracing::warn!(kind = ?kind, error = %e, "writing a node's report");
+/// Whether the write went through (a failure is logged).
+async fn write(store: &Store, kind: Kind, object: Value, mode: Mode) -> bool {
+    match store.write(WriteOp::Put { kind, object, mode }, false).await {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::warn!(kind = ?kind, error = %e, "writing a node's report");
+            false
+        }
     }
 }
 
 /// Most events taken from one batch: a node cannot flood the store.
 const MAX_EVENTS_PER_BATCH: usize = 100;
+/// Longest event reason and message kept (characters).
+const MAX_REASON: usize = 128;
+const MAX_MESSAGE: usize = 1024;
+
+/// Cuts `s` to at most `max` characters.
+fn clip(s: &mut String, max: usize) {
+    if let Some((at, _)) = s.char_indices().nth(max) {
+        s.truncate(at);
+    }
+}
 
 /// A node's events about its pods (and itself) become events of those objects, shown by
 /// `describe`. Only pods bound to the node may be named: a node cannot write events about
@@ -418,8 +488,12 @@ async fn take_events(store: &Store, node: &str, events: Vec<wire::Event>) {
             name,
             uid,
             type_: if ev.warning { "Warning" } else { "Normal" }.into(),
-            reason: ev.reason.chars().take(128).collect(),
-            message: message.chars().take(1024).collect(),
+            reason: ev.reason,
+            message: {
+                let mut m = message;
+                clip(&mut m, MAX_MESSAGE);
+                m
+            },
             source: format!("kubelet, {node}"),
             count: 1,
             first_time: time.clone(),
@@ -432,18 +506,19 @@ async fn take_events(store: &Store, node: &str, events: Vec<wire::Event>) {
 }
 
 async fn take_status(store: &Store, memory: &Mutex<NodeMemory>, r: StatusReport) {
-    {
-        let mut m = lock(memory);
-        if !ingest::is_fresh(m.last_seq.get(&r.node).copied(), r.seq) {
-            tracing::debug!(node = r.node, seq = r.seq, "stale status report ignored");
-            return;
-        }
-        m.last_seq.insert(r.node.clone(), r.seq);
-    }
-    // The Node object: registered on first report, its status refreshed.
+    // The Node object: registered on first report (also again after it was deleted, whatever
+    // the report's sequence, as the kubelet registers again), its status refreshed.
     let existing = store.get(Kind::Node, "", &r.node).await.ok().flatten();
+    if existing.is_some() && !ingest::is_fresh(lock(memory).last_seq.get(&r.node).copied(), r.seq) {
+        tracing::debug!(node = r.node, seq = r.seq, "stale status report ignored");
+        return;
+    }
+    // The sequence is recorded only once the report is in the store: a repeat of a report
+    // whose write failed is taken, not ignored as stale. (One worker takes a node's reports
+    // one after another, so none can slip in between.)
+    let mut stored = true;
     if existing.is_none() {
-        write(store, Kind::Node, ingest::new_node(&r.node, &r.info), Mode::Create).await;
+        stored &= write(store, Kind::Node, ingest::new_node(&r.node, &r.info), Mode::Create).await;
     }
     let now = now_rfc3339();
     let since = existing
@@ -476,8 +551,10 @@ async fn take_status(store: &Store, memory: &Mutex<NodeMemory>, r: StatusReport)
             .is_some_and(|age| (0..HEARTBEAT_WRITE_SECS).contains(&age));
         if !(recent && ingest::same_but_heartbeats(&node["status"], &next)) {
             node["status"] = next;
-            write(store, Kind::Node, node, Mode::Status).await;
+            stored &= write(store, Kind::Node, node, Mode::Status).await;
         }
+    } else {
+        stored = false;
     }
     // Pod statuses, written concurrently so the store's writer commits them as one group.
     let mut writes = Vec::new();
@@ -490,7 +567,10 @@ async fn take_status(store: &Store, memory: &Mutex<NodeMemory>, r: StatusReport)
         }
     }
     for w in writes {
-        let _ = w.await;
+        stored &= w.await.unwrap_or(false);
+    }
+    if stored {
+        lock(memory).last_seq.insert(r.node.clone(), r.seq);
     }
 }
 

@@ -292,6 +292,11 @@ impl Store {
         })
     }
 
+    /// Whether a Node of this name is registered (from memory, without copying it).
+    pub fn node_exists(&self, name: &str) -> bool {
+        self.cached(|c| c.get(Kind::Node, "", name).is_some())
+    }
+
     /// Lists objects of a kind (in one namespace, or all with `None`) matching `selector`,
     /// with the revision they were read at.
     pub fn list_blocking(
