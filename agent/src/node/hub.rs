@@ -31,8 +31,9 @@ pub const HEARTBEAT: Duration = Duration::from_secs(10);
 /// republishes every snapshot when it starts or its broker session is new: it may have missed
 /// reports; a newer one makes a new report anyway), and every tick does until a desired state
 /// for this node has come at all (the hub publishes one, empty or not, for every node it has
-/// registered, and again for a node that heartbeats unregistered) or after the hub cleared it
-/// (the node was deleted; its next report registers it again).
+/// registered) or after the hub cleared it (the node was deleted; its next report registers
+/// it again). A node that heartbeats unregistered gets its snapshot again, or a clear, from
+/// the hub: either makes it repeat.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Resend {
     repeat: bool,
@@ -260,7 +261,8 @@ async fn run(
         }
     };
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
-    // Ticks missed while the link was down are not made up in a burst.
+    // Ticks missed while the thread was held up are not made up in a burst (the link being
+    // down misses none: a connect resets the interval).
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut last_status: Option<StatusReport> = None;
     let mut resend = Resend::default();

@@ -641,7 +641,7 @@ fn refresh_projected_volumes(
 }
 
 /// Builds status reports for the hub: sent when anything in them changed, and at least every
-/// minute (heartbeats keep the node Ready in between).
+/// 5 minutes (heartbeats keep the node Ready in between).
 struct Reporter {
     info: flotilla_shared::wire::NodeInfo,
     info_at: std::time::Instant,

@@ -2,8 +2,8 @@
 //! (retained, QoS 1, only when its content changed, under a generation that only grows: the
 //! store's revision), the ingest takes status reports, heartbeats, presence and events into
 //! the store (stale reports ignored; a node that heartbeats but is not registered gets its
-//! snapshot again, which makes it repeat its report), and node lifecycle marks silent nodes
-//! NotReady after a grace period.
+//! snapshot again, or a clear, which makes it repeat its report), and node lifecycle marks
+//! silent nodes NotReady after a grace period.
 //! The decisions are pure (`pusher`, `ingest`); this module wires them to the store's change
 //! feed and the broker link.
 
@@ -160,10 +160,7 @@ async fn pusher_task(store: Store, link: Link, topics: Topics, republish: Arc<No
                 }
                 _ = nudges.wake.notified() => {}
             }
-            for node in nudges.take() {
-                published.remove(&node);
-                dirty.nodes.insert(node);
-            }
+            nudge(&nudges, &mut published, &mut dirty);
         }
         // Coalesce bursts: take everything that arrives meanwhile.
         tokio::time::sleep(settle(Duration::from_millis(50), busy)).await;
@@ -175,6 +172,7 @@ async fn pusher_task(store: Store, link: Link, topics: Topics, republish: Arc<No
                 Err(TryRecvError::Closed) => return,
             }
         }
+        nudge(&nudges, &mut published, &mut dirty);
         let started = Instant::now();
         let round = std::mem::take(&mut dirty);
         let revision = store.revision();
@@ -209,7 +207,10 @@ async fn pusher_task(store: Store, link: Link, topics: Topics, republish: Arc<No
         for node in gone {
             match link.publish(topics.desired(&node), Vec::new(), true).await {
                 Ok(()) => {
-                    tracing::info!(node, "cleared the desired state of a deleted node");
+                    tracing::info!(
+                        node,
+                        "cleared the desired state of a node with no Node object and no pods"
+                    );
                     published.remove(&node);
                 }
                 Err(e) => {
@@ -242,6 +243,17 @@ async fn pusher_task(store: Store, link: Link, topics: Topics, republish: Arc<No
             }
         }
         busy = started.elapsed();
+    }
+}
+
+/// Marks nudged nodes for the next round as published with an unknown digest: one with a
+/// snapshot gets it again (its agent then repeats its report), one without (neither
+/// registered nor with bound pods) gets its retained snapshot cleared, which also makes its
+/// agent repeat its report until the hub publishes for it.
+fn nudge(nudges: &Nudges, published: &mut BTreeMap<String, [u8; 32]>, dirty: &mut pusher::Dirty) {
+    for node in nudges.take() {
+        published.insert(node.clone(), [0; 32]);
+        dirty.nodes.insert(node);
     }
 }
 
@@ -343,7 +355,8 @@ async fn ingest_task(
         node.hash(&mut h);
         &workers[(h.finish() % INGEST_WORKERS as u64) as usize]
     };
-    let mut nudged: HashMap<String, Instant> = HashMap::new();
+    // Nodes nudged while unregistered: when, and how often (forgotten once registered).
+    let mut nudged: HashMap<String, (Instant, u32)> = HashMap::new();
     while let Some(event) = rx.recv().await {
         let (topic, payload) = match event {
             LinkEvent::Connected { session_present } => {
@@ -383,14 +396,25 @@ async fn ingest_task(
                 if let Ok(h) = wire::decode::<Heartbeat>(&payload, MAX_INBOUND) {
                     if h.node == node {
                         lock(&memory).last_seen.insert(node.clone(), Instant::now());
-                        if !store.node_exists(&node)
-                            && nudged.get(&node).is_none_or(|t| t.elapsed() >= NUDGE_EVERY)
-                        {
-                            tracing::info!(
-                                node,
-                                "a node that is not registered heartbeats: asking for its report"
-                            );
-                            nudged.insert(node.clone(), Instant::now());
+                        if store.node_exists(&node) {
+                            nudged.remove(&node);
+                        } else if nudged.get(&node).is_none_or(|(t, _)| t.elapsed() >= NUDGE_EVERY) {
+                            // Said once at info: a node whose registration keeps failing is
+                            // nudged every 30 s, and the store's error says why.
+                            let times = nudged.get(&node).map_or(0, |(_, n)| *n) + 1;
+                            if times == 1 {
+                                tracing::info!(
+                                    node,
+                                    "a node that is not registered heartbeats: asking for its report"
+                                );
+                            } else {
+                                tracing::debug!(
+                                    node,
+                                    times,
+                                    "a node that is not registered heartbeats again"
+                                );
+                            }
+                            nudged.insert(node.clone(), (Instant::now(), times));
                             nudges.add(&node);
                         }
                     }
@@ -451,10 +475,11 @@ const MAX_EVENTS_PER_BATCH: usize = 100;
 const MAX_REASON: usize = 128;
 const MAX_MESSAGE: usize = 1024;
 
-/// Cuts `s` to at most `max` characters.
+/// Cuts `s` to at most `max` characters (and gives the rest of its memory back).
 fn clip(s: &mut String, max: usize) {
     if let Some((at, _)) = s.char_indices().nth(max) {
         s.truncate(at);
+        s.shrink_to_fit();
     }
 }
 
