@@ -367,6 +367,9 @@ fn two_hosts_through_mosquitto() {
     for n in nodes.iter().chain([&late]) {
         ok(hub.cli(&["node", "add", &n.name, "-o", n.config.to_str().unwrap()], None));
     }
+    // Credentials only: a device that never runs an agent here.
+    let ghost = tmp.path().join("node-d.json");
+    ok(hub.cli(&["node", "add", "node-d", "-o", ghost.to_str().unwrap()], None));
     let viewer_file = tmp.path().join("grafana.json");
     ok(hub.cli(&["viewer", "add", "grafana", "-o", viewer_file.to_str().unwrap()], None));
     // Regenerated with the hub up: both nodes are users now (the listen address is kept by
@@ -434,27 +437,30 @@ fn two_hosts_through_mosquitto() {
     let snap_b: DesiredSnapshot = wire::decode(&own, wire::DEFAULT_MAX_PAYLOAD).unwrap();
     assert_eq!(snap_b.pods.len(), 2, "{snap_b:?}");
 
-    // A heartbeat from node-c, which has never reported (no Node object, no pods): the hub
-    // answers with a cleared desired state (which makes an agent repeat its report).
-    let hub_said = |hub: &Hub, what: &str| {
-        hub.log_text().lines().filter(|l| l.contains(what) && l.contains("node=\"node-c\"")).count()
+    // Heartbeats from nodes that have never reported. The hub answers node-d (no Node object,
+    // no pods) with a cleared desired state, and node-c, which has a pod pinned to it before
+    // it ever reported (its snapshot is retained for when it comes), with that snapshot again.
+    // Either makes an agent repeat its report.
+    let hub_said = |hub: &Hub, node: &str, what: &str| {
+        let field = format!("node=\"{node}\"");
+        hub.log_text().lines().filter(|l| l.contains(what) && l.contains(&field)).count()
     };
-    let beat = tmp.path().join("heartbeat.cbor");
-    let hb = wire::Heartbeat { node: "node-c".into(), seq: 1, observed_generation: 0, time_ms: 0 };
-    std::fs::write(&beat, wire::encode(&hb)).unwrap();
-    publish(port, "node-c", &late.password(), "flotilla/v1/nodes/node-c/status", &beat, false);
-    wait("node-c's desired state cleared after its heartbeat", &hub, &nodes, || {
-        hub_said(&hub, "cleared the desired state") == 1
+    let heartbeat = |node: &str, password: &str| {
+        let beat = tmp.path().join(format!("{node}-heartbeat.cbor"));
+        let hb = wire::Heartbeat { node: node.into(), seq: 1, observed_generation: 0, time_ms: 0 };
+        std::fs::write(&beat, wire::encode(&hb)).unwrap();
+        publish(port, node, password, &format!("flotilla/v1/nodes/{node}/status"), &beat, false);
+    };
+    let ghost_pw: Value = serde_json::from_slice(&std::fs::read(&ghost).unwrap()).unwrap();
+    heartbeat("node-d", ghost_pw["password"].as_str().unwrap());
+    wait("node-d's desired state cleared after its heartbeat", &hub, &nodes, || {
+        hub_said(&hub, "node-d", "cleared the desired state") == 1
     });
-    assert_eq!(hub_said(&hub, "a node that is not registered heartbeats"), 1);
-    // A pod pinned to node-c before that device has ever reported: its snapshot is published
-    // (retained) for when it comes. A heartbeat from node-c (30 s after the first) makes the
-    // hub publish that snapshot again.
+    assert_eq!(hub_said(&hub, "node-d", "a node that is not registered heartbeats"), 1);
     ok(hub.cli(&["apply", "-f", "-"], Some(EARLY.as_bytes())));
-    let published_c = |hub: &Hub| hub_said(hub, "published the desired state");
+    let published_c = |hub: &Hub| hub_said(hub, "node-c", "published the desired state");
     wait("node-c's snapshot published", &hub, &nodes, || published_c(&hub) == 1);
-    std::thread::sleep(Duration::from_secs(30));
-    publish(port, "node-c", &late.password(), "flotilla/v1/nodes/node-c/status", &beat, false);
+    heartbeat("node-c", &late.password());
     wait("node-c's snapshot published again after its heartbeat", &hub, &nodes, || published_c(&hub) == 2);
 
     // Old and duplicate snapshots change nothing: publish (as the hub, while it is down) node-b's

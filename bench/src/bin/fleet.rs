@@ -4,8 +4,8 @@
 //! with its node's credentials (client id = node name, a retained "offline" presence as its last
 //! will), subscribes to its desired state, publishes "online" presence, a full status report
 //! (node info with the well-known labels, Ready) on connect, on every newer snapshot (each pod
-//! reported Running and Ready at once) and every 5 minutes, and a heartbeat every 10 s, as
-//! `flotilla-agent` does. Many run per process on one thread; processes of at most
+//! reported Running and Ready at once) and every 5 minutes, and a heartbeat every 10 s (the
+//! whole report instead when `flotilla-agent`'s `Resend` rule says so), as `flotilla-agent` does. Many run per process on one thread; processes of at most
 //! `--per-process` nodes (a process here may hold 20,000 files). `fleet --simulate FILE` runs
 //! the nodes of FILE (a JSON array of agent configurations) and prints `ready N` once N
 //! connected, then `reconnected NODE MS` when a node is back after losing the broker and
@@ -172,11 +172,15 @@ async fn sim_node(cfg: AgentConfig, ready: tokio::sync::mpsc::UnboundedSender<()
     let phase = Duration::from_millis(now_ms() % 10_000);
     let mut heartbeat =
         tokio::time::interval_at(tokio::time::Instant::now() + phase, Duration::from_secs(10));
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut full = tokio::time::interval_at(
         tokio::time::Instant::now() + Duration::from_secs(300),
         Duration::from_secs(300),
     );
     let mut first = true;
+    // When a tick repeats the whole report, and whether the link is up: the agent's own rule.
+    let mut resend = flotilla_agent::node::hub::Resend::default();
+    let mut up = false;
     // Since the last reconnect: whether the desired state came again (for the broker restarts).
     let mut resynced = true;
     loop {
@@ -184,6 +188,10 @@ async fn sim_node(cfg: AgentConfig, ready: tokio::sync::mpsc::UnboundedSender<()
             ev = events.recv() => match ev {
                 None => return Ok(()),
                 Some(LinkEvent::Connected { .. }) => {
+                    up = true;
+                    // (Unlike the agent, the interval keeps its phase: the spread of the
+                    // simulated devices' heartbeats is part of the benchmark.)
+                    resend.connected();
                     link.publish(topics.presence(&node), wire::encode(&presence(true)), true).await?;
                     seq += 1;
                     link.publish(topics.status(&node), wire::encode(&report(seq, generation, &pods)), false).await?;
@@ -196,8 +204,15 @@ async fn sim_node(cfg: AgentConfig, ready: tokio::sync::mpsc::UnboundedSender<()
                         resynced = false;
                     }
                 }
+                Some(LinkEvent::Disconnected { .. }) => up = false,
+                Some(LinkEvent::Message { topic, payload }) if topic == topics.desired(&node) && payload.is_empty() => {
+                    resend.forgotten();
+                }
                 Some(LinkEvent::Message { topic, payload }) if topic == topics.desired(&node) => {
                     if let Ok(s) = wire::decode::<DesiredSnapshot>(&payload, wire::DEFAULT_MAX_PAYLOAD) {
+                        if s.node == node {
+                            resend.desired_seen(s.generation > generation);
+                        }
                         if s.node == node && !resynced && s.generation >= generation {
                             // Its desired state again, as the broker now holds it (retained).
                             resynced = true;
@@ -213,7 +228,11 @@ async fn sim_node(cfg: AgentConfig, ready: tokio::sync::mpsc::UnboundedSender<()
                 }
                 Some(_) => {}
             },
-            _ = heartbeat.tick() => {
+            _ = heartbeat.tick(), if up => {
+                if resend.tick() {
+                    let _ = link.try_publish(topics.status(&node), wire::encode(&report(seq, generation, &pods)), false);
+                    continue;
+                }
                 let hb = Heartbeat { node: node.clone(), seq, observed_generation: generation, time_ms: now_ms() };
                 let _ = link.try_publish(topics.status(&node), wire::encode(&hb), false);
             }
