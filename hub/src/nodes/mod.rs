@@ -355,7 +355,8 @@ async fn ingest_task(
         node.hash(&mut h);
         &workers[(h.finish() % INGEST_WORKERS as u64) as usize]
     };
-    // Nodes nudged while unregistered: when, and how often (forgotten once registered).
+    // Nodes nudged (or heard reporting) while unregistered: when, and how often nudged
+    // (forgotten once registered).
     let mut nudged: HashMap<String, (Instant, u32)> = HashMap::new();
     while let Some(event) = rx.recv().await {
         let (topic, payload) = match event {
@@ -386,6 +387,11 @@ async fn ingest_task(
                     Ok(r) if r.node == node => {
                         // Alive as of now, however long the report waits for its worker.
                         lock(&memory).last_seen.insert(node.clone(), Instant::now());
+                        if !store.node_exists(&node) {
+                            // It is about to be registered: no nudge for a while (a new
+                            // fleet's first reports may wait behind each other).
+                            nudged.entry(node.clone()).or_insert((Instant::now(), 0)).0 = Instant::now();
+                        }
                         worker(&node).push(&node, Item::Status(Box::new(r)));
                     }
                     Ok(r) => tracing::warn!(node, claimed = r.node, "a status report naming another node"),
