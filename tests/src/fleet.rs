@@ -18,6 +18,27 @@ pub fn root() -> bool {
 }
 
 /// A TCP port free on every address right now.
+/// The image the test devices import (`device::import_busybox`).
+pub const IMAGE: &str = "flotilla.local/busybox:demo";
+
+/// A pod bound to `node` by name that sleeps forever.
+pub fn pinned_pod(name: &str, node: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Pod
+metadata: {{name: {name}}}
+spec:
+  nodeName: {node}
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: {IMAGE}
+    imagePullPolicy: Never
+    command: [sh, -c, 'while true; do sleep 1; done']
+"
+    )
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("0.0.0.0:0").unwrap().local_addr().unwrap().port()
 }

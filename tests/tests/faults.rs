@@ -20,28 +20,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use flotilla_tests::device::{alive, container_pid};
-use flotilla_tests::fleet::{fleet, get_json, ok, ready, root, wait};
+use flotilla_tests::fleet::{fleet, get_json, ok, pinned_pod, ready, root, wait, IMAGE};
 use flotilla_tests::Hub;
 use serde_json::Value;
-
-const IMAGE: &str = "flotilla.local/busybox:demo";
-
-fn pod(name: &str, node: &str) -> String {
-    format!(
-        "apiVersion: v1
-kind: Pod
-metadata: {{name: {name}}}
-spec:
-  nodeName: {node}
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: main
-    image: {IMAGE}
-    imagePullPolicy: Never
-    command: [sh, -c, 'while true; do sleep 1; done']
-"
-    )
-}
 
 /// Pod name -> (uid, node, phase).
 fn pods(hub: &Hub) -> BTreeMap<String, (String, String, String, bool)> {
@@ -88,7 +69,7 @@ fn a_half_open_link_is_detected_and_healed_without_restarts() {
         n.start();
     }
     wait("two nodes Ready", &hub, &nodes, || ready(&hub, "node-a") && ready(&hub, "node-b"));
-    ok(hub.cli(&["apply", "-f", "-"], Some(pod("steady", "node-a").as_bytes())));
+    ok(hub.cli(&["apply", "-f", "-"], Some(pinned_pod("steady", "node-a").as_bytes())));
     wait("steady Running", &hub, &nodes, || pods(&hub).get("steady").is_some_and(|p| p.2 == "Running"));
     let uid = pods(&hub)["steady"].0.clone();
     let pid = container_pid(&nodes[0].state, &uid, "main").expect("steady's container");
@@ -102,7 +83,7 @@ fn a_half_open_link_is_detected_and_healed_without_restarts() {
     assert!(detected <= Duration::from_secs(45), "NotReady after {detected:?}, the bound is 45 s");
     assert!(alive(pid), "the cut-off device keeps running its pod");
     // A change while the device cannot hear the hub.
-    ok(hub.cli(&["apply", "-f", "-"], Some(pod("late", "node-a").as_bytes())));
+    ok(hub.cli(&["apply", "-f", "-"], Some(pinned_pod("late", "node-a").as_bytes())));
 
     iptables(&nodes[0].ns.name, "-D", port);
     let healed = Instant::now();
@@ -244,7 +225,7 @@ fn a_full_disk_is_reported_and_survived() {
     wait("node-a Ready without disk pressure", &hub, &nodes, || {
         ready(&hub, "node-a") && condition(&hub, "node-a", "DiskPressure").as_deref() == Some("False")
     });
-    ok(hub.cli(&["apply", "-f", "-"], Some(pod("steady", "node-a").as_bytes())));
+    ok(hub.cli(&["apply", "-f", "-"], Some(pinned_pod("steady", "node-a").as_bytes())));
     wait("steady Running", &hub, &nodes, || pods(&hub).get("steady").is_some_and(|p| p.2 == "Running"));
     let uid = pods(&hub)["steady"].0.clone();
     let pid = container_pid(&nodes[0].state, &uid, "main").expect("steady's container");
@@ -258,7 +239,7 @@ fn a_full_disk_is_reported_and_survived() {
     wait("DiskPressure reported", &hub, &nodes, || {
         condition(&hub, "node-a", "DiskPressure").as_deref() == Some("True")
     });
-    ok(hub.cli(&["apply", "-f", "-"], Some(pod("late", "node-a").as_bytes())));
+    ok(hub.cli(&["apply", "-f", "-"], Some(pinned_pod("late", "node-a").as_bytes())));
     std::thread::sleep(Duration::from_secs(3));
     assert!(ready(&hub, "node-a"), "the agent carries on with a full disk");
     assert!(alive(pid), "and so does its pod");
@@ -300,7 +281,7 @@ fn a_wall_clock_jump_on_the_agent_changes_nothing() {
         ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
     ]);
     wait("node-a Ready", &hub, &nodes, || ready(&hub, "node-a"));
-    ok(hub.cli(&["apply", "-f", "-"], Some(pod("steady", "node-a").as_bytes())));
+    ok(hub.cli(&["apply", "-f", "-"], Some(pinned_pod("steady", "node-a").as_bytes())));
     wait("steady Running", &hub, &nodes, || pods(&hub).get("steady").is_some_and(|p| p.2 == "Running"));
     let uid = pods(&hub)["steady"].0.clone();
     let pid = container_pid(&nodes[0].state, &uid, "main").expect("steady's container");
@@ -321,7 +302,7 @@ fn a_wall_clock_jump_on_the_agent_changes_nothing() {
             std::thread::sleep(Duration::from_millis(500));
         }
         let name = format!("after-jump-{i}");
-        ok(hub.cli(&["apply", "-f", "-"], Some(pod(&name, "node-a").as_bytes())));
+        ok(hub.cli(&["apply", "-f", "-"], Some(pinned_pod(&name, "node-a").as_bytes())));
         wait("a new pod Running after the jump", &hub, &nodes, || {
             pods(&hub).get(&name).is_some_and(|p| p.2 == "Running")
         });

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use flotilla_shared::wire::{self, DesiredSnapshot, NodeInfo, StatusReport};
 use flotilla_tests::device::{alive, container_pid, wait_for};
-use flotilla_tests::fleet::{free_port, get_json, ok, ready, root, wait, Node};
+use flotilla_tests::fleet::{free_port, get_json, ok, pinned_pod, ready, root, wait, Node};
 use flotilla_tests::Hub;
 use serde_json::Value;
 
@@ -47,21 +47,6 @@ spec:
     image: flotilla.local/busybox:demo
     imagePullPolicy: Never
     command: [sh, -c, 'echo pinned up; while true; do sleep 1; done']
-";
-
-/// Pinned to a node that has not come up yet.
-const EARLY: &str = "\
-apiVersion: v1
-kind: Pod
-metadata: {name: early}
-spec:
-  nodeName: node-c
-  terminationGracePeriodSeconds: 2
-  containers:
-  - name: main
-    image: flotilla.local/busybox:demo
-    imagePullPolicy: Never
-    command: [sh, -c, 'while true; do sleep 1; done']
 ";
 
 /// A running pod as the hub sees it: (name, node, uid).
@@ -457,7 +442,8 @@ fn two_hosts_through_mosquitto() {
         hub_said(&hub, "node-d", "cleared the desired state") == 1
     });
     assert_eq!(hub_said(&hub, "node-d", "a node that is not registered heartbeats"), 1);
-    ok(hub.cli(&["apply", "-f", "-"], Some(EARLY.as_bytes())));
+    // Pinned to a node that has not come up yet.
+    ok(hub.cli(&["apply", "-f", "-"], Some(pinned_pod("early", "node-c").as_bytes())));
     let published_c = |hub: &Hub| hub_said(hub, "node-c", "published the desired state");
     wait("node-c's snapshot published", &hub, &nodes, || published_c(&hub) == 1);
     heartbeat("node-c", &late.password());

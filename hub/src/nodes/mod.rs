@@ -75,12 +75,12 @@ struct Nudges {
 
 impl Nudges {
     fn add(&self, node: &str) {
-        self.nodes.lock().unwrap_or_else(|p| p.into_inner()).insert(node.to_string());
+        lock(&self.nodes).insert(node.to_string());
         self.wake.notify_one();
     }
 
     fn take(&self) -> std::collections::BTreeSet<String> {
-        std::mem::take(&mut *self.nodes.lock().unwrap_or_else(|p| p.into_inner()))
+        std::mem::take(&mut *lock(&self.nodes))
     }
 }
 
@@ -298,7 +298,7 @@ struct Worker {
 impl Worker {
     /// Queues what `node` sent; never waits.
     fn push(&self, node: &str, item: Item) {
-        let pushed = self.backlog.lock().unwrap_or_else(|p| p.into_inner()).push(node, item);
+        let pushed = lock(&self.backlog).push(node, item);
         match pushed {
             Pushed::Dropped => tracing::warn!(node, "events dropped: too many batches waiting for the store"),
             Pushed::DroppedOldest => tracing::debug!(node, "an older presence announcement dropped"),
@@ -309,7 +309,7 @@ impl Worker {
 
     async fn run(&self, store: &Store, memory: &Mutex<NodeMemory>) {
         loop {
-            let next = self.backlog.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let next = lock(&self.backlog).pop();
             let Some((node, items)) = next else {
                 // A push between the pop and this wait leaves a permit: nothing is missed.
                 self.wake.notified().await;
@@ -457,7 +457,9 @@ async fn ingest_task(
     }
 }
 
-fn lock(m: &Mutex<NodeMemory>) -> std::sync::MutexGuard<'_, NodeMemory> {
+/// Locks `m`, also after a panic elsewhere poisoned it (the data is still consistent: every
+/// holder only inserts or removes whole entries).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
