@@ -122,17 +122,14 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Components that are not built yet report themselves as such, honestly.
-fn components(broker: String) -> impl Fn() -> Vec<Component> + Send + Sync {
+/// The components besides the store, as they report themselves: the scheduler and the
+/// controller manager from their loops' rounds (`controllers::health`), then the broker.
+fn components(
+    health: crate::controllers::health::Health,
+    broker: String,
+) -> impl Fn() -> Vec<Component> + Send + Sync {
     move || {
-        let mut out: Vec<Component> = ["scheduler", "controller-manager"]
-            .into_iter()
-            .map(|name| Component {
-                name,
-                healthy: false,
-                message: "not running: not part of this build yet".into(),
-            })
-            .collect();
+        let mut out = health.components();
         out.push(Component { name: "broker", healthy: true, message: broker.clone() });
         out
     }
@@ -167,8 +164,8 @@ async fn start_mqtt(
             )
             .await?;
             let (url, ca) = match (b.tcp_addr, b.tls_addr) {
-                (Some(a), _) => (format!("mqtt://127.0.0.1:{}", a.port()), None),
-                (None, Some(a)) => (format!("mqtts://localhost:{}", a.port()), opts.tls_ca.clone()),
+                (Some(a), _) => (format!("mqtt://{}", dial_addr(a)), None),
+                (None, Some(a)) => (tls_dial_url(a), opts.tls_ca.clone()),
                 (None, None) => bail!("the embedded broker needs --mqtt-listen or --mqtt-tls-listen"),
             };
             let advertise = m.advertise.clone().unwrap_or_else(|| match (b.tls_addr, b.tcp_addr) {
@@ -217,6 +214,32 @@ async fn start_mqtt(
     Ok((embedded, advertise, described, node_link))
 }
 
+/// Where the hub's own client reaches the embedded broker bound at `bound`: that address,
+/// or loopback (of the same family) when it listens on every address. A broker bound to one
+/// specific address is not reachable through 127.0.0.1.
+fn dial_addr(bound: SocketAddr) -> SocketAddr {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    let ip = match bound.ip() {
+        std::net::IpAddr::V4(v4) if v4.is_unspecified() => Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(v6) if v6.is_unspecified() => Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    SocketAddr::new(ip, bound.port())
+}
+
+/// The TLS listener's URL for the hub's own client: `localhost` (the name a hub's certificate
+/// carries) when the listener is on 127.0.0.1, ::1 or every address, else the bound address
+/// itself (its certificate then needs that IP address).
+fn tls_dial_url(bound: SocketAddr) -> String {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    let a = dial_addr(bound);
+    if a.ip() == Ipv4Addr::LOCALHOST || a.ip() == Ipv6Addr::LOCALHOST {
+        format!("mqtts://localhost:{}", a.port())
+    } else {
+        format!("mqtts://{a}")
+    }
+}
+
 fn wire_max() -> usize {
     flotilla_shared::wire::DEFAULT_MAX_PAYLOAD
 }
@@ -253,12 +276,13 @@ pub async fn serve(
         tokio::task::spawn_blocking(move || Store::open(&dir)).await.context("opening the store")??;
     let token = ensure_token(&opts.data_dir)?;
     let (broker, advertise, described, node_link) = start_mqtt(&opts, &store).await?;
-    crate::controllers::start(store.clone(), opts.controllers);
+    let health = crate::controllers::health::Health::default();
+    crate::controllers::start(store.clone(), opts.controllers, &health);
     let state = Arc::new(ApiState {
         store: store.clone(),
         tokens: vec![token],
         body_limit: opts.body_limit,
-        components: Arc::new(components(described)),
+        components: Arc::new(components(health, described)),
     });
     let credentials = Arc::new(crate::nodes::credentials::CredentialsState {
         api: state.clone(),
@@ -358,5 +382,28 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hub_dials_the_address_its_broker_is_bound_to() {
+        let check = |bound: &str, tcp: &str, tls: &str| {
+            let bound: SocketAddr = bound.parse().unwrap();
+            assert_eq!(
+                (format!("mqtt://{}", dial_addr(bound)), tls_dial_url(bound)),
+                (tcp.to_string(), tls.to_string()),
+                "bound to {bound}"
+            );
+        };
+        check("127.0.0.1:1883", "mqtt://127.0.0.1:1883", "mqtts://localhost:1883");
+        check("0.0.0.0:1883", "mqtt://127.0.0.1:1883", "mqtts://localhost:1883");
+        check("127.0.0.2:1883", "mqtt://127.0.0.2:1883", "mqtts://127.0.0.2:1883");
+        check("10.1.2.3:8883", "mqtt://10.1.2.3:8883", "mqtts://10.1.2.3:8883");
+        check("[::]:1883", "mqtt://[::1]:1883", "mqtts://localhost:1883");
+        check("[fd00::5]:1883", "mqtt://[fd00::5]:1883", "mqtts://[fd00::5]:1883");
     }
 }

@@ -536,6 +536,11 @@ fn status_version_and_completion() {
     let hub = Hub::start(&tmp.path().join("hub"));
     let status = ok(&hub.cli(&["status"], None));
     assert!(status.lines().any(|l| l.starts_with("store") && l.contains("Healthy")), "{status}");
+    // The scheduler and the controller manager report from their own loops.
+    for component in ["scheduler", "controller-manager"] {
+        let line = status.lines().find(|l| l.starts_with(component)).unwrap_or_default();
+        assert!(line.contains("Healthy") && !line.contains("Unhealthy") && line.contains("ok"), "{status}");
+    }
     let version = ok(&hub.cli(&["version"], None));
     assert!(version.contains("Client Version: v") && version.contains("Server Version: v"), "{version}");
     let completion = ok(&hub.cli(&["completion", "bash"], None));
@@ -553,4 +558,24 @@ fn status_version_and_completion() {
 fn reqwest_get(url: &str) -> (u16, String) {
     let r = reqwest::blocking::get(url).unwrap();
     (r.status().as_u16(), r.text().unwrap_or_default())
+}
+
+/// Waits (up to 30 s) for `what` to appear in the hub's log.
+fn wait_for_log(hub: &Hub, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !hub.log_text().contains(what) {
+        assert!(std::time::Instant::now() < deadline, "no {what:?} within 30 s; log:\n{}", hub.log_text());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_hub_reaches_its_broker_on_a_specific_address() {
+    // 127.0.0.2 is loopback too, but a listener bound to it does not answer on 127.0.0.1.
+    let tmp = tempdir();
+    let hub = Hub::start_with(&tmp.path().join("hub"), &["--mqtt-listen", "127.0.0.2:0"]);
+    wait_for_log(&hub, "connected to the broker");
+    let log = hub.log_text();
+    assert!(log.contains("broker=mqtt://127.0.0.2:"), "{log}");
+    assert!(!log.contains("broker connection lost"), "{log}");
 }

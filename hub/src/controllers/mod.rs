@@ -6,6 +6,7 @@ pub mod common;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod health;
 pub mod job;
 pub mod lifecycle;
 pub mod replicaset;
@@ -58,17 +59,20 @@ impl Event {
 }
 
 /// Starts the controllers and the scheduler on the current runtime.
-pub fn start(store: Store, settings: Settings) {
-    tokio::spawn(workloads::deployments(store.clone()));
-    tokio::spawn(workloads::replicasets(store.clone()));
-    tokio::spawn(workloads::daemonsets(store.clone()));
-    tokio::spawn(workloads::jobs(store.clone()));
-    tokio::spawn(workloads::cronjobs(store.clone()));
-    tokio::spawn(workloads::statefulsets(store.clone()));
-    tokio::spawn(workloads::garbage_collector(store.clone()));
-    tokio::spawn(scheduling(store.clone()));
-    tokio::spawn(node_lifecycle(store.clone(), settings));
-    tokio::spawn(volume_binding(store));
+/// Each loop is watched by `health` (its rounds and whether it runs), for `status`.
+pub fn start(store: Store, settings: Settings, health: &health::Health) {
+    let secs = Duration::from_secs;
+    const CM: &str = "controller-manager";
+    tokio::spawn(health.watch(CM, "deployments", secs(5), workloads::deployments(store.clone())));
+    tokio::spawn(health.watch(CM, "replicasets", secs(5), workloads::replicasets(store.clone())));
+    tokio::spawn(health.watch(CM, "daemonsets", secs(5), workloads::daemonsets(store.clone())));
+    tokio::spawn(health.watch(CM, "jobs", secs(2), workloads::jobs(store.clone())));
+    tokio::spawn(health.watch(CM, "cronjobs", secs(5), workloads::cronjobs(store.clone())));
+    tokio::spawn(health.watch(CM, "statefulsets", secs(5), workloads::statefulsets(store.clone())));
+    tokio::spawn(health.watch(CM, "garbage-collector", secs(10), workloads::garbage_collector(store.clone())));
+    tokio::spawn(health.watch(CM, "node-lifecycle", secs(5), node_lifecycle(store.clone(), settings)));
+    tokio::spawn(health.watch(CM, "volume-binding", secs(10), volume_binding(store.clone())));
+    tokio::spawn(health.watch("scheduler", "scheduling", secs(5), scheduling(store)));
 }
 
 /// Writes claim-to-volume bindings and releases (`volumes`), on every change of volumes or
@@ -193,6 +197,9 @@ impl Rounds {
 
     /// Waits for the next round (after `settle`); false once the store is closed.
     pub(crate) async fn next(&mut self) -> bool {
+        if self.started.is_some() {
+            health::round_done();
+        }
         let busy = self.started.take().map(|s| s.elapsed()).unwrap_or_default();
         loop {
             tokio::select! {

@@ -385,6 +385,7 @@ pub(super) async fn garbage_collector(store: Store) {
             }
         }
         suspects = next;
+        super::health::round_done();
     }
 }
 
