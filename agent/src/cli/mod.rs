@@ -52,6 +52,12 @@ pub enum Command {
         /// Image GC keeps images used, imported or pulled within this many seconds.
         #[arg(long, default_value_t = 120)]
         image_gc_min_age_seconds: u64,
+        /// Keep container logs in memory, in a tmpfs of this size (a quantity: 64Mi, 1Gi)
+        /// under the run directory, instead of on the state directory's disk: for devices that
+        /// must not log to flash. Logs are then lost on reboot; each container's log rotates at
+        /// a sixteenth of the size (at most 10 MiB), and output that does not fit is dropped.
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        logs_in_memory: Option<u64>,
     },
     /// Join a hub with a token from `flotilla-hub token create`: get this node's broker
     /// credentials and write the agent configuration for `run --config`.
@@ -137,6 +143,17 @@ pub enum ImageCommand {
     Rm { reference: String },
 }
 
+/// A size in bytes from a Kubernetes quantity (`64Mi`, `1G`, `1048576`), at least 1 MiB.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let bytes = flotilla_shared::quantity::Quantity::new(s)
+        .value()
+        .map_err(|e| format!("{e} (expected a size such as 64Mi or 1Gi)"))?;
+    match u64::try_from(bytes) {
+        Ok(b) if b >= 1 << 20 => Ok(b),
+        _ => Err(format!("{s} is not a size between 1Mi and 16Ei")),
+    }
+}
+
 /// Reads the agent configuration written by `flotilla-hub node add`.
 fn read_agent_config(path: &std::path::Path) -> anyhow::Result<flotilla_link::AgentConfig> {
     use anyhow::Context;
@@ -164,6 +181,7 @@ pub fn run(cli: Cli) -> i32 {
             image_gc_high_threshold,
             image_gc_low_threshold,
             image_gc_min_age_seconds,
+            logs_in_memory,
         } => {
             let image_gc = match crate::node::gc::ImageGcPolicy::new(
                 image_gc_high_threshold,
@@ -203,7 +221,8 @@ pub fn run(cli: Cli) -> i32 {
             crate::node::run(crate::node::RunOptions {
                 manifests,
                 hub,
-                paths: crate::node::paths::Paths::new(&cli.state_dir, &run_dir),
+                paths: crate::node::paths::Paths::new(&cli.state_dir, &run_dir)
+                    .with_logs_in_memory(logs_in_memory),
                 node_name: node_name.to_lowercase(),
                 max_rounds: None,
                 pull,
@@ -223,6 +242,20 @@ pub fn run(cli: Cli) -> i32 {
         Err(e) => {
             eprintln!("error: {e:#}");
             1
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes_are_quantities_of_at_least_a_mebibyte() {
+        let cases = [("64Mi", Ok(64 << 20)), ("1G", Ok(1_000_000_000)), ("1048576", Ok(1 << 20))];
+        for (text, want) in cases {
+            assert_eq!(super::parse_size(text), want, "{text}");
+        }
+        for bad in ["", "lots", "-1Mi", "512Ki", "0"] {
+            assert!(super::parse_size(bad).is_err(), "{bad}");
         }
     }
 }

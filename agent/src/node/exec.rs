@@ -21,7 +21,7 @@ use crate::image::{ImageStore, RootfsPlan};
 use crate::reconcile::{Action, ImageState, ObservedPod, ObservedState, SandboxState};
 use crate::runtime::sandbox::SandboxInfo;
 use crate::runtime::shim::{
-    start_ticks, write_atomic, Launch, RootfsSource, Running, EXITED_FILE, RUNNING_FILE,
+    start_ticks, write_atomic, write_replace, Launch, RootfsSource, Running, EXITED_FILE, RUNNING_FILE,
 };
 use crate::runtime::spec::{self, ImageFacts, Namespaces, SpecInput};
 use crate::runtime::volumes::{self, PodVolumes, VolumeError};
@@ -40,9 +40,6 @@ fn is_config_error(e: &anyhow::Error) -> bool {
             || matches!(c.downcast_ref::<VolumeError>(), Some(VolumeError::Config(_)))
     })
 }
-
-/// Log files are rotated at this size.
-const LOG_MAX_BYTES: u64 = 10 << 20;
 
 pub struct Executor<'a> {
     pub paths: &'a Paths,
@@ -292,6 +289,7 @@ impl Executor<'_> {
                 // Never delete through a mount: the pod's tmpfs volumes go first.
                 PodVolumes::new(&self.paths.pod(uid)).unmount_all();
                 let _ = std::fs::remove_dir_all(self.paths.pod(uid));
+                let _ = std::fs::remove_dir_all(self.paths.memory_logs(uid));
                 remove_pod_cgroups(uid);
             }
         }
@@ -314,8 +312,13 @@ impl Executor<'_> {
         if host_network {
             cmd.arg("--host-network");
         }
-        let log = self.paths.pod(uid).join("sandbox.log");
+        // The holder's stderr says why it failed, if it does; in the run directory, so a pod
+        // started costs the flash nothing for it.
+        let log = self.paths.sandbox_log(uid);
         std::fs::create_dir_all(self.paths.pod(uid))?;
+        if let Some(d) = log.parent() {
+            std::fs::create_dir_all(d)?;
+        }
         let log_file = std::fs::File::create(&log)?;
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log_file);
         let mut child = cmd.spawn().context("starting the sandbox holder")?;
@@ -346,6 +349,7 @@ impl Executor<'_> {
             }
         }
         let _ = std::fs::remove_file(info);
+        let _ = std::fs::remove_file(self.paths.sandbox_log(uid));
     }
 
     /// Starts a container's shim; returns the manifest digest of the image it runs.
@@ -365,7 +369,11 @@ impl Executor<'_> {
             .resolve(image_ref)
             .context("looking up the image")?
             .with_context(|| format!("image {image_ref:?} is not in the local store"))?;
-        let _ = self.images.touch(&record.manifest, unix_secs());
+        // The image's last use orders image GC (least recently used first, by days, not
+        // seconds): recorded at most once an hour, since each record rewrites the index.
+        if unix_secs().saturating_sub(record.last_used) >= 3600 {
+            let _ = self.images.touch(&record.manifest, unix_secs());
+        }
         let layers = self.images.unpack(&record).context("unpacking the image")?;
         let facts =
             ImageFacts::from(&self.images.runtime_config(&record).context("reading the image config")?);
@@ -459,22 +467,23 @@ impl Executor<'_> {
             swap_accounting: spec::host_swap_accounting(),
         })?;
         write_atomic(&bundle.join("config.json"), &serde_json::to_vec_pretty(&config)?)?;
-        let logs = self.paths.logs(uid, name);
-        std::fs::create_dir_all(&logs)?;
+        let logs = self.log_dir(uid, name)?;
         let launch = Launch {
             id: container_id(uid, name),
             bundle,
             state_root: self.paths.runtime_root(),
             rootfs,
             log: logs.join("current.log"),
-            log_max_bytes: LOG_MAX_BYTES,
+            log_max_bytes: self.paths.log_max_bytes(),
             status_dir: dir.join("status"),
             memory_cgroup: Some(PathBuf::from(format!("/sys/fs/cgroup/memory{cgroups_path}"))),
             allow_devices: c.security_context.as_ref().and_then(|s| s.privileged) == Some(true),
         };
-        let launch_path = dir.join("launch.json");
-        write_atomic(&launch_path, &serde_json::to_vec(&launch)?)?;
-        let shim_log = std::fs::File::create(dir.join("shim.log"))?;
+        // What the shim reads once at its start, and its own stderr: both beside the bundle,
+        // in the run directory.
+        let launch_path = launch.bundle.join("launch.json");
+        write_replace(&launch_path, &serde_json::to_vec(&launch)?)?;
+        let shim_log = std::fs::File::create(launch.bundle.join("shim.log"))?;
         let child = Command::new(&self.agent_bin)
             .arg("shim")
             .arg(&launch_path)
@@ -486,6 +495,31 @@ impl Executor<'_> {
         // The shim outlives us if we restart; while we live, `reap_children` collects it.
         drop(child);
         Ok(record.manifest)
+    }
+
+    /// The container's log directory, created if needed. With logs in memory, the pod's `logs`
+    /// directory is a symbolic link into the run directory's tmpfs (made when the pod's first
+    /// container starts; after a reboot its target is made again). A pod whose logs were on
+    /// the disk before the option was set keeps them there until it is replaced.
+    fn log_dir(&self, uid: &str, name: &str) -> anyhow::Result<PathBuf> {
+        let link = self.paths.pod(uid).join("logs");
+        match std::fs::symlink_metadata(&link) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let target = std::fs::read_link(&link)?;
+                std::fs::create_dir_all(&target).with_context(|| format!("creating {}", target.display()))?;
+            }
+            Ok(_) => {}
+            Err(_) if self.paths.logs_in_memory.is_some() => {
+                let target = self.paths.memory_logs(uid);
+                std::fs::create_dir_all(&target).with_context(|| format!("creating {}", target.display()))?;
+                std::os::unix::fs::symlink(&target, &link)
+                    .with_context(|| format!("linking {} to {}", link.display(), target.display()))?;
+            }
+            Err(_) => {}
+        }
+        let logs = self.paths.logs(uid, name);
+        std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+        Ok(logs)
     }
 
     /// SIGTERM now, SIGKILL after the grace period if the same process still runs.

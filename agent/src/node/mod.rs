@@ -1,7 +1,8 @@
 //! The node agent's loop: desired pods in (today from a directory of manifests, like the
 //! kubelet's static pods; later from the hub), the runtime's real state observed from the
 //! files shims and sandboxes keep, the pure reconcile core deciding, the executor acting, and
-//! the observed state persisted (atomically) so a restarted agent adopts what runs.
+//! the observed state recorded in the run directory (only when it changes) so a restarted agent
+//! adopts what runs.
 
 pub mod events;
 pub mod exec;
@@ -12,6 +13,7 @@ pub mod info;
 pub mod logs;
 pub mod paths;
 pub mod prober;
+pub mod records;
 pub mod watch;
 
 use std::collections::BTreeMap;
@@ -30,7 +32,7 @@ use flotilla_shared::wire::{ClaimVolume, ConfigData, DesiredPod};
 use crate::image::ImageStore;
 use crate::reconcile::{self, Observed, ObservedPod, ObservedState, SandboxState, Termination};
 use crate::runtime::sandbox::SandboxInfo;
-use crate::runtime::shim::{start_ticks, write_atomic, Exited, Running, EXITED_FILE, RUNNING_FILE};
+use crate::runtime::shim::{start_ticks, Exited, Running, EXITED_FILE, RUNNING_FILE};
 use exec::{read_json, Executor};
 use paths::Paths;
 
@@ -403,6 +405,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     let paths = &opts.paths;
     std::fs::create_dir_all(&paths.state)?;
     std::fs::create_dir_all(&paths.run)?;
+    records::prepare(paths)?;
     let images = std::sync::Arc::new(ImageStore::open(&paths.images()).context("opening the image store")?);
     let agent_bin = std::env::current_exe().context("finding the agent binary")?;
     // Anything that should end the loop's wait early: manifest changes, finished pulls, signals.
@@ -426,8 +429,8 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
         None => None,
     };
     let mut reporter = Reporter::new(&opts.node_name, paths.state.clone());
-    // Whether writing the state directory failed last time (a full disk): said once, not per round.
-    let mut disk_failing = false;
+    // The observed state and the statuses, written when they change.
+    let mut records = records::Records::default();
     let pulls = exec::Pulls::new(opts.pull.clone(), Some(wake_tx.clone()));
     let facts = info::gather(&opts.node_name);
     let host_ip = facts.addresses.first().cloned();
@@ -443,7 +446,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     };
     let mut waiting_before = events::Waiting::new();
     let mut config_key_before: Option<Vec<(String, String, String)>> = None;
-    let mut observed: Observed = read_json(&paths.observed()).unwrap_or_default();
+    let mut observed: Observed = records::load_observed(paths);
     clamp_times(&mut observed, now_ms());
     // A pull that was running when the agent stopped is not running now: ask again.
     for rec in observed.pods.values_mut().flat_map(|p| p.containers.values_mut()) {
@@ -471,6 +474,13 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
             wanted.claims.extend(s.claims.iter().cloned());
         }
         let desired = &wanted.pods;
+        // Pods left on the device from before a reboot, once the desired state is known.
+        if (hub.is_none() || snapshot.is_some())
+            && last_gc_ms.is_none_or(|t| now_ms().saturating_sub(t) >= IMAGE_GC_PERIOD_MS)
+        {
+            let uids: Vec<&str> = desired.iter().filter_map(|d| d.metadata.uid.as_deref()).collect();
+            records::adopt_orphans(paths, &mut observed, &uids);
+        }
         if errors != last_errors {
             for e in &errors {
                 tracing::warn!("{e}");
@@ -502,7 +512,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
             }
         }
         prober.launch(desired, &observed, now_ms());
-        persist(&paths.observed(), &observed, &mut disk_failing);
+        records.write(&paths.observed(), &observed);
         if last_gc_ms.is_none_or(|t| now_ms().saturating_sub(t) >= IMAGE_GC_PERIOD_MS) && pulls.idle() {
             image_gc(&images, opts.image_gc, desired, &observed);
             last_gc_ms = Some(now_ms());
@@ -543,7 +553,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
                 }))
                 .collect(),
         };
-        persist(&paths.statuses(), &status, &mut disk_failing);
+        records.write(&paths.statuses(), &status);
         let waiting_now = events::waiting_reasons(plan.statuses.iter().filter_map(|(uid, st)| {
             let d = by_uid.get(uid.as_str())?;
             Some((format!("{}/{}", d.metadata.namespace(), d.metadata.name()), st))
@@ -720,29 +730,6 @@ impl Reporter {
         link.send_status(report);
         self.last = Some((generation, pods, disk.status));
         self.sent_at = std::time::Instant::now();
-    }
-}
-
-/// Writes one of the loop's records (what runs, the pods' statuses). A full disk must not stop
-/// the loop that keeps the workloads running: the failure is logged once, the record is written
-/// again next round, and a half-written temporary file is removed.
-fn persist(path: &std::path::Path, value: &impl serde::Serialize, failing: &mut bool) {
-    let result =
-        serde_json::to_vec(value).map_err(std::io::Error::other).and_then(|b| write_atomic(path, &b));
-    match result {
-        Ok(()) => {
-            if *failing {
-                tracing::info!(path = %path.display(), "the state directory is writable again");
-            }
-            *failing = false;
-        }
-        Err(e) => {
-            let _ = std::fs::remove_file(path.with_extension("tmp"));
-            if !*failing {
-                tracing::error!(path = %path.display(), error = %e, "cannot write the state directory (disk full?); the pods keep running");
-            }
-            *failing = true;
-        }
     }
 }
 

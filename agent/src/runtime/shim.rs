@@ -115,7 +115,8 @@ pub fn format_unix(secs: i64, nanos: u32) -> String {
     )
 }
 
-/// Writes `data` to `path` atomically (temp file, fsync, rename).
+/// Writes `data` to `path` atomically and durably (temp file, fsync, rename, fsync of the
+/// directory): for what must survive a power cut.
 pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     let mut f = File::create(&tmp)?;
@@ -128,9 +129,20 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Replaces `path` with `data` atomically (temp file, rename) but without fsync: readers never
+/// see a half-written file, and a crash of any process loses nothing (the page cache stays),
+/// but a power cut may. For records that mean nothing after a reboot (the shims' `running.json`
+/// and `exited.json`: every container is gone then), which must not cost a journal commit each.
+pub fn write_replace(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, data)?;
+    std::fs::rename(&tmp, path)
+}
+
 /// A log file in the CRI format (`<time> <stream> <F|P> <text>`), rotated by size: the
 /// current file is renamed to `<name>.1` (replacing the previous one) when it would grow past
-/// the limit.
+/// the limit. Nothing is written while the container is quiet, and nothing is synced: a log is
+/// not worth a journal commit per line (the kernel writes it back within seconds anyway).
 struct Log {
     path: PathBuf,
     file: File,
@@ -161,16 +173,31 @@ impl Log {
         line.extend_from_slice(text);
         line.push(b'\n');
         if self.size + line.len() as u64 > self.max && self.size > 0 {
-            let rotated = self.path.with_extension(format!(
-                "{}.1",
-                self.path.extension().and_then(|e| e.to_str()).unwrap_or("log")
-            ));
-            std::fs::rename(&self.path, rotated)?;
-            self.file = OpenOptions::new().create(true).append(true).open(&self.path)?;
-            self.size = 0;
+            self.rotate()?;
         }
-        self.file.write_all(&line)?;
+        match self.file.write_all(&line) {
+            // A full filesystem (a small in-memory log tmpfs): give up the rotated file's
+            // space and try once more; if that fails too, the line is dropped.
+            Err(e) if e.raw_os_error() == Some(nix::libc::ENOSPC) && self.size > 0 => {
+                self.rotate()?;
+                let _ = std::fs::remove_file(self.rotated());
+                self.file.write_all(&line)?;
+            }
+            r => r?,
+        }
         self.size += line.len() as u64;
+        Ok(())
+    }
+
+    fn rotated(&self) -> PathBuf {
+        self.path
+            .with_extension(format!("{}.1", self.path.extension().and_then(|e| e.to_str()).unwrap_or("log")))
+    }
+
+    fn rotate(&mut self) -> std::io::Result<()> {
+        std::fs::rename(&self.path, self.rotated())?;
+        self.file = OpenOptions::new().create(true).append(true).open(&self.path)?;
+        self.size = 0;
         Ok(())
     }
 
@@ -201,7 +228,7 @@ impl Log {
                 self.write_line(s, &rest, true)?;
             }
         }
-        self.file.sync_data()
+        self.file.flush()
     }
 }
 
@@ -290,7 +317,7 @@ pub fn run(launch_path: &Path) -> anyhow::Result<()> {
             error: Some(format!("{e:#}")),
         };
         let _ =
-            write_atomic(&launch.status_dir.join(EXITED_FILE), &serde_json::to_vec(&ex).unwrap_or_default());
+            write_replace(&launch.status_dir.join(EXITED_FILE), &serde_json::to_vec(&ex).unwrap_or_default());
     };
     let rootfs = launch.bundle.join("rootfs");
     if let Err(e) = mount_rootfs(&launch, &rootfs) {
@@ -390,7 +417,7 @@ fn supervise(launch: &Launch, started_at: &str) -> anyhow::Result<()> {
         shim_pid: std::process::id() as i32,
         started_at: started_at.to_string(),
     };
-    if let Err(e) = write_atomic(&launch.status_dir.join(RUNNING_FILE), &serde_json::to_vec(&running)?) {
+    if let Err(e) = write_replace(&launch.status_dir.join(RUNNING_FILE), &serde_json::to_vec(&running)?) {
         // Without the record nobody could adopt the container: stop it rather than leak it.
         let _ = container.kill(nix::sys::signal::Signal::SIGKILL, true);
         let _ = container.delete(true);
@@ -477,7 +504,7 @@ fn supervise(launch: &Launch, started_at: &str) -> anyhow::Result<()> {
     // Clean up before reporting the exit: once `exited.json` exists the agent may delete the
     // container's directories, which must not hold a mount any more.
     let _ = nix::mount::umount2(&launch.bundle.join("rootfs"), nix::mount::MntFlags::MNT_DETACH);
-    write_atomic(&launch.status_dir.join(EXITED_FILE), &serde_json::to_vec(&exited)?)?;
+    write_replace(&launch.status_dir.join(EXITED_FILE), &serde_json::to_vec(&exited)?)?;
     if exit_code == 255 && status.is_none() {
         bail!("lost track of the container's process");
     }
