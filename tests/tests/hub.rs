@@ -579,3 +579,31 @@ fn the_hub_reaches_its_broker_on_a_specific_address() {
     assert!(log.contains("broker=mqtt://127.0.0.2:"), "{log}");
     assert!(!log.contains("broker connection lost"), "{log}");
 }
+
+#[test]
+fn node_add_writes_a_relative_path_and_checks_the_file_before_issuing() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempdir();
+    let hub = Hub::start(&tmp.path().join("hub"));
+    // `Hub::cli` runs in the hub's directory: a bare file name lands there.
+    let out = hub.cli(&["node", "add", "pi-rel", "-o", "pi-rel.json"], None);
+    ok(&out);
+    let written = hub.dir.join("pi-rel.json");
+    let cfg: Value = serde_json::from_slice(&std::fs::read(&written).unwrap()).unwrap();
+    assert_eq!(cfg["node"], "pi-rel");
+    assert!(cfg["password"].as_str().is_some_and(|p| p.len() >= 16), "{cfg}");
+    assert_eq!(std::fs::metadata(&written).unwrap().permissions().mode() & 0o777, 0o600);
+    let leftovers: Vec<String> = std::fs::read_dir(&hub.dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // A file that cannot be written is refused before anything is issued.
+    let out = hub.cli(&["node", "add", "pi-lost", "-o", "no-such-dir/pi-lost.json"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("cannot write"), "{}", text(&out.stderr));
+    let secret = hub.cli(&["get", "secret", "node-pi-lost-mqtt", "-n", "flotilla-system"], None);
+    assert!(!secret.status.success(), "credentials were issued: {}", text(&secret.stdout));
+}

@@ -1,5 +1,6 @@
 //! `flotilla-agent image import|ls|rm`: the local image store from the command line.
 
+use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
@@ -36,7 +37,12 @@ pub fn run(root: &Path, cmd: ImageCommand) -> anyhow::Result<()> {
                 .with_context(|| format!("importing {}", file.display()))?;
             for i in imported {
                 let name = if i.tags.is_empty() { "<untagged>".to_string() } else { i.tags.join(", ") };
-                println!("imported {name} ({}, {})", i.record.manifest, human(i.record.size));
+                writeln!(
+                    std::io::stdout(),
+                    "imported {name} ({}, {})",
+                    i.record.manifest,
+                    human(i.record.size)
+                )?;
             }
         }
         ImageCommand::Ls => {
@@ -53,7 +59,8 @@ pub fn run(root: &Path, cmd: ImageCommand) -> anyhow::Result<()> {
             let widths: Vec<usize> =
                 (0..4).map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0) + 3).collect();
             for r in rows {
-                println!(
+                writeln!(
+                    std::io::stdout(),
                     "{:w0$}{:w1$}{:w2$}{}",
                     r[0],
                     r[1],
@@ -62,16 +69,16 @@ pub fn run(root: &Path, cmd: ImageCommand) -> anyhow::Result<()> {
                     w0 = widths[0],
                     w1 = widths[1],
                     w2 = widths[2]
-                );
+                )?;
             }
         }
         ImageCommand::Rm { reference } => {
             let removed = store.remove(&reference).with_context(|| format!("removing {reference}"))?;
             for t in &removed.tags {
-                println!("untagged {t}");
+                writeln!(std::io::stdout(), "untagged {t}")?;
             }
             for d in &removed.images {
-                println!("deleted {d}");
+                writeln!(std::io::stdout(), "deleted {d}")?;
             }
         }
     }

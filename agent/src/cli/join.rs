@@ -3,6 +3,7 @@
 //! only if the CA certificate it serves has the hash the token carries (like k3s' secure
 //! tokens), so a man in the middle cannot pose as the hub.
 
+use std::io::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
@@ -102,12 +103,13 @@ pub fn join(hub: &str, token: &str, node: Option<String>, config: &Path) -> anyh
     }
     let text = serde_json::to_string_pretty(&cfg)? + "\n";
     write_private(config, text.as_bytes()).with_context(|| format!("writing {}", config.display()))?;
-    println!(
+    writeln!(
+        std::io::stdout(),
         "node {} joined (broker {}); configuration written to {}\nstart the agent: flotilla-agent run --config {}",
         cfg.node,
         cfg.broker,
         config.display(),
         config.display()
-    );
+    )?;
     Ok(())
 }

@@ -239,11 +239,24 @@ pub fn run(cli: Cli) -> i32 {
     };
     match result {
         Ok(()) => 0,
+        // `flotilla-agent ps | head -1`: the reader went away on purpose, nothing to report.
+        Err(e) if is_broken_pipe(&e) => BROKEN_PIPE_EXIT,
         Err(e) => {
             eprintln!("error: {e:#}");
             1
         }
     }
+}
+
+/// The exit status after a write to a closed pipe: 128 + SIGPIPE, what a shell reports for a
+/// program that the signal ended.
+pub const BROKEN_PIPE_EXIT: i32 = 141;
+
+/// Whether `e` is, or was caused by, a write to a closed pipe.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 #[cfg(test)]

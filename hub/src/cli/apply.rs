@@ -65,7 +65,7 @@ pub async fn apply(conn: &Connection, files: &[PathBuf], dry_run: bool) -> anyho
         }
         let path = format!("{}{query}", object_path(kind, &ns, &name));
         match client.write(Method::PATCH, &path, Some(&body)).await {
-            Ok(w) => println!("{} {}{suffix}", display_name(kind, &name), w.outcome),
+            Ok(w) => outln!("{} {}{suffix}", display_name(kind, &name), w.outcome),
             Err(e) => {
                 failed += 1;
                 eprintln!("error: {}: {e:#}", display_name(kind, &name));
@@ -119,7 +119,7 @@ pub async fn delete(
     let mut failed = 0;
     for (kind, ns, name) in targets {
         match client.write(Method::DELETE, &object_path(kind, &ns, &name), None).await {
-            Ok(_) => println!("{} \"{name}\" deleted", kind.info().qualified_singular()),
+            Ok(_) => outln!("{} \"{name}\" deleted", kind.info().qualified_singular()),
             Err(e) => {
                 failed += 1;
                 if ApiFailure::is(&e, reqwest::StatusCode::NOT_FOUND) {
@@ -246,6 +246,6 @@ pub async fn create(conn: &Connection, args: CreateArgs) -> anyhow::Result<i32> 
     let path = collection_path(kind, Some(&ns));
     let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
     client.write(Method::POST, &path, Some(&obj)).await?;
-    println!("{} created", display_name(kind, &name));
+    outln!("{} created", display_name(kind, &name));
     Ok(0)
 }

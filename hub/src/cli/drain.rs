@@ -22,9 +22,9 @@ pub async fn cordon(conn: &Connection, nodes: &[String], on: bool) -> anyhow::Re
     for name in nodes {
         let word = if on { "cordoned" } else { "uncordoned" };
         if set_unschedulable(&client, name, on).await? {
-            println!("node/{name} {word}");
+            outln!("node/{name} {word}");
         } else {
-            println!("node/{name} already {word}");
+            outln!("node/{name} already {word}");
         }
     }
     Ok(0)
@@ -51,7 +51,7 @@ pub async fn scale(
         })
         .await
         .map_err(|e| super::rollout::not_found(e, kind, &name))?;
-    println!("{}/{name} scaled", kind.info().qualified_singular());
+    outln!("{}/{name} scaled", kind.info().qualified_singular());
     Ok(0)
 }
 
@@ -150,9 +150,9 @@ pub async fn drain(
 ) -> anyhow::Result<i32> {
     let client = Client::connect(conn)?;
     if set_unschedulable(&client, node, true).await? {
-        println!("node/{node} cordoned");
+        outln!("node/{node} cordoned");
     } else {
-        println!("node/{node} already cordoned");
+        outln!("node/{node} already cordoned");
     }
     let list_pods = || async {
         let list = client.get(&collection_path(Kind::Pod, None)).await.context("listing pods")?;
@@ -170,7 +170,7 @@ pub async fn drain(
         eprintln!("Warning: ignoring DaemonSet-managed Pods: {ns}/{name}");
     }
     for (ns, name) in &plan.evict {
-        println!("evicting pod {ns}/{name}");
+        outln!("evicting pod {ns}/{name}");
         match client.write(Method::DELETE, &object_path(Kind::Pod, ns, name), None).await {
             Ok(_) => {}
             Err(e) if ApiFailure::is(&e, reqwest::StatusCode::NOT_FOUND) => {}
@@ -193,9 +193,9 @@ pub async fn drain(
             .collect();
         if left.is_empty() {
             for (ns, name) in &plan.evict {
-                println!("pod/{name} evicted (namespace {ns})");
+                outln!("pod/{name} evicted (namespace {ns})");
             }
-            println!("node/{node} drained");
+            outln!("node/{node} drained");
             return Ok(0);
         }
         if Instant::now() >= deadline {

@@ -55,26 +55,33 @@ fn resolve_kind(s: &str) -> anyhow::Result<Kind> {
     })
 }
 
-fn print_objects(kind: Kind, items: &[Value], output: Option<Output>, with_ns: bool, single: bool) {
+fn print_objects(
+    kind: Kind,
+    items: &[Value],
+    output: Option<Output>,
+    with_ns: bool,
+    single: bool,
+) -> anyhow::Result<()> {
     match output {
         Some(Output::Json) => {
             let v = if single { items.first().cloned().unwrap_or(Value::Null) } else { list(items) };
-            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         }
         Some(Output::Yaml) => {
             let v = if single { items.first().cloned().unwrap_or(Value::Null) } else { list(items) };
-            print!("{}", to_yaml(&v));
+            out!("{}", to_yaml(&v));
         }
         Some(Output::Name) => {
             for o in items {
                 let name = o.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
-                println!("{}/{name}", kind.info().qualified_singular());
+                outln!("{}/{name}", kind.info().qualified_singular());
             }
         }
         Some(Output::Wide) | None => {
-            print!("{}", print::table(kind, items, output == Some(Output::Wide), with_ns, now()))
+            out!("{}", print::table(kind, items, output == Some(Output::Wide), with_ns, now()))
         }
     }
+    Ok(())
 }
 
 /// `get deploy,rs,pods`: each kind's table in turn, names prefixed with their kind as kubectl
@@ -114,10 +121,12 @@ async fn get_kinds(conn: &Connection, a: GetArgs) -> anyhow::Result<i32> {
     match a.output {
         Some(Output::Json) | Some(Output::Yaml) => {
             let items: Vec<Value> = all.into_iter().flat_map(|(_, items)| items).collect();
-            print_objects(Kind::Pod, &items, a.output, false, false);
+            print_objects(Kind::Pod, &items, a.output, false, false)?;
         }
         Some(Output::Name) => {
-            all.iter().for_each(|(kind, items)| print_objects(*kind, items, a.output, false, false))
+            for (kind, items) in &all {
+                print_objects(*kind, items, a.output, false, false)?;
+            }
         }
         Some(Output::Wide) | None => {
             let tables: Vec<String> = all
@@ -143,7 +152,7 @@ async fn get_kinds(conn: &Connection, a: GetArgs) -> anyhow::Result<i32> {
                     )
                 })
                 .collect();
-            print!("{}", tables.join("\n"));
+            out!("{}", tables.join("\n"));
         }
     }
     Ok(0)
@@ -174,7 +183,7 @@ pub async fn get(conn: &Connection, a: GetArgs) -> anyhow::Result<i32> {
             bail!("a name cannot be combined with --all-namespaces");
         }
         let obj = client.get(&object_path(kind, if namespaced { &ns } else { "" }, name)).await?;
-        print_objects(kind, std::slice::from_ref(&obj), a.output, false, true);
+        print_objects(kind, std::slice::from_ref(&obj), a.output, false, true)?;
         if !a.watch {
             return Ok(0);
         }
@@ -191,7 +200,7 @@ pub async fn get(conn: &Connection, a: GetArgs) -> anyhow::Result<i32> {
             }
             return Ok(0);
         }
-        print_objects(kind, &items, a.output, with_ns, false);
+        print_objects(kind, &items, a.output, with_ns, false)?;
         return Ok(0);
     }
 
@@ -210,8 +219,8 @@ pub async fn get(conn: &Connection, a: GetArgs) -> anyhow::Result<i32> {
                 return Ok(());
             }
             match a.output {
-                Some(Output::Json) => println!("{}", serde_json::to_string(&ev).unwrap_or_default()),
-                Some(Output::Yaml) => print!("---\n{}", to_yaml(&ev)),
+                Some(Output::Json) => outln!("{}", serde_json::to_string(&ev).unwrap_or_default()),
+                Some(Output::Yaml) => out!("---\n{}", to_yaml(&ev)),
                 _ => {
                     let table = print::table(
                         kind,
@@ -223,12 +232,12 @@ pub async fn get(conn: &Connection, a: GetArgs) -> anyhow::Result<i32> {
                     let mut lines = table.lines();
                     let header = lines.next().unwrap_or_default();
                     if !header_done {
-                        println!("{header}");
+                        outln!("{header}");
                         header_done = true;
                     }
                     let deleted = ev.get("type").and_then(Value::as_str) == Some("DELETED");
                     for l in lines {
-                        println!("{l}{}", if deleted { "   (deleted)" } else { "" });
+                        outln!("{l}{}", if deleted { "   (deleted)" } else { "" });
                     }
                 }
             }
@@ -270,7 +279,7 @@ pub async fn describe(
         .ok()
         .and_then(|v| v.get("items").and_then(Value::as_array).cloned())
         .unwrap_or_default();
-    print!("{}", print::describe(kind, &obj, &events, now()));
+    out!("{}", print::describe(kind, &obj, &events, now()));
     Ok(0)
 }
 
@@ -292,7 +301,7 @@ pub async fn status(conn: &Connection) -> anyhow::Result<i32> {
     let w0 = rows.iter().map(|r| r[0].len()).max().unwrap_or(0) + 3;
     let w1 = rows.iter().map(|r| r[1].len()).max().unwrap_or(0) + 3;
     for r in rows {
-        println!("{:w0$}{:w1$}{}", r[0], r[1], r[2]);
+        outln!("{:w0$}{:w1$}{}", r[0], r[1], r[2]);
     }
     Ok(0)
 }

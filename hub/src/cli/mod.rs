@@ -2,6 +2,9 @@
 //! `backup`) and the kubectl-like client verbs. Argument definitions and dispatch live here;
 //! each verb has its own module.
 
+// First: its `outln!` and `out!` are for the verbs below.
+#[macro_use]
+mod output;
 mod apply;
 mod broker_config;
 mod client;
@@ -13,6 +16,7 @@ mod validate;
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use crate::serve;
@@ -305,17 +309,22 @@ async fn issue_credentials(
     name: &str,
     output: Option<PathBuf>,
 ) -> anyhow::Result<i32> {
+    // The file first: issuing makes a new password (rotating the old one), which is lost if
+    // it cannot be written afterwards.
+    let file = output.as_deref().map(output::OutputFile::create).transpose()?;
     let c = Client::connect(conn)?;
     let written =
         c.write(reqwest::Method::POST, &format!("/flotilla/v1/{what}/{name}/credentials"), None).await?;
     let text = serde_json::to_string_pretty(&written.object)?;
-    match output {
-        Some(path) => {
-            crate::store::crypto::write_private(&path, format!("{text}\n").as_bytes())
-                .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+    match file {
+        Some(file) => {
+            let path = file.path().to_path_buf();
+            file.commit(format!("{text}\n").as_bytes()).with_context(|| {
+                format!("the {what}/{name} credentials were issued but not saved; issue them again")
+            })?;
             eprintln!("{what}/{name} credentials written to {}", path.display());
         }
-        None => println!("{text}"),
+        None => outln!("{text}"),
     }
     Ok(0)
 }
@@ -325,18 +334,25 @@ pub fn run(cli: Cli) -> i32 {
     match cli.command {
         Command::Validate { files } => validate::run(&files, &mut std::io::stdout(), &mut std::io::stderr()),
         Command::Completion { shell } => {
+            // Generated into memory: clap_complete panics when its writer fails.
             let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut cmd, "flotilla-hub", &mut std::io::stdout());
-            0
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "flotilla-hub", &mut script);
+            match output::stdout_bytes(&script) {
+                Ok(()) => 0,
+                Err(e) => fail(&e.into()),
+            }
         }
         Command::Backup { file } => {
             let db = cli.global.data_dir().join("flotilla.db");
-            match crate::store::schema::backup(&db, &file) {
-                Ok(()) => {
-                    println!("backup written to {} (integrity check ok)", file.display());
-                    0
-                }
-                Err(e) => fail(&anyhow::anyhow!(e)),
+            let backup = || -> anyhow::Result<()> {
+                crate::store::schema::backup(&db, &file)?;
+                outln!("backup written to {} (integrity check ok)", file.display());
+                Ok(())
+            };
+            match backup() {
+                Ok(()) => 0,
+                Err(e) => fail(&e),
             }
         }
         command => {
@@ -353,7 +369,12 @@ pub fn run(cli: Cli) -> i32 {
     }
 }
 
+/// Prints the error and returns the exit status for it; a closed standard output is not worth
+/// a message (the reader went away on purpose).
 fn fail(e: &anyhow::Error) -> i32 {
+    if output::is_broken_pipe(e) {
+        return output::BROKEN_PIPE_EXIT;
+    }
     eprintln!("error: {e:#}");
     1
 }
@@ -445,7 +466,7 @@ async fn run_async(global: &Global, command: Command) -> anyhow::Result<i32> {
             let body = serde_json::json!({ "ttlSeconds": ttl });
             let written = c.write(reqwest::Method::POST, "/flotilla/v1/tokens", Some(&body)).await?;
             let token = written.object["token"].as_str().unwrap_or_default();
-            println!("{token}");
+            outln!("{token}");
             eprintln!("valid once, until {}", written.object["expires"].as_str().unwrap_or("?"));
             if token.starts_with("FLT1.-.") {
                 eprintln!("warning: this hub serves plain HTTP, so agents cannot verify it; serve with --tls-cert, --tls-key and --tls-ca");
@@ -470,16 +491,16 @@ async fn run_async(global: &Global, command: Command) -> anyhow::Result<i32> {
             node_add(&global.connection(), &name, output).await
         }
         Command::Version => {
-            println!("Client Version: v{}", env!("CARGO_PKG_VERSION"));
+            outln!("Client Version: v{}", env!("CARGO_PKG_VERSION"));
             match Client::connect(&global.connection()) {
                 Ok(c) => match c.get("/version").await {
-                    Ok(v) => println!(
+                    Ok(v) => outln!(
                         "Server Version: {}",
                         v.get("gitVersion").and_then(|s| s.as_str()).unwrap_or("unknown")
                     ),
-                    Err(e) => println!("Server Version: unreachable ({e:#})"),
+                    Err(e) => outln!("Server Version: unreachable ({e:#})"),
                 },
-                Err(e) => println!("Server Version: unknown ({e:#})"),
+                Err(e) => outln!("Server Version: unknown ({e:#})"),
             }
             Ok(0)
         }

@@ -282,12 +282,12 @@ pub async fn run(conn: &Connection, cmd: RolloutCommand) -> anyhow::Result<i32> 
                 let obj = client.get(&path).await.map_err(|e| not_found(e, kind, &name))?;
                 match progress(kind, &obj)? {
                     Progress::Done(m) => {
-                        println!("{m}");
+                        outln!("{m}");
                         return Ok(0);
                     }
                     Progress::Waiting(m) => {
                         if m != last {
-                            println!("{m}");
+                            outln!("{m}");
                             last = m;
                         }
                     }
@@ -308,16 +308,16 @@ pub async fn run(conn: &Connection, cmd: RolloutCommand) -> anyhow::Result<i32> 
                 client.get(&object_path(kind, &ns, &name)).await.map_err(|e| not_found(e, kind, &name))?;
             let rses = list_replicasets(&client, &ns).await?;
             match wanted {
-                None => print!("{}", history_table(&deploy, &rses)),
+                None => out!("{}", history_table(&deploy, &rses)),
                 Some(n) => {
                     let rs = revisions(&deploy, &rses)
                         .into_iter()
                         .find(|rs| revision(rs) == n)
                         .with_context(|| format!("unable to find the specified revision {n}"))?;
-                    println!("deployment.apps/{name} with revision #{n}\nPod Template:");
+                    outln!("deployment.apps/{name} with revision #{n}\nPod Template:");
                     let template = rs.pointer("/spec/template").cloned().unwrap_or(Value::Null);
                     for line in flotilla_shared::manifest::emit::to_yaml(&template).lines() {
-                        println!("  {line}");
+                        outln!("  {line}");
                     }
                 }
             }
@@ -334,7 +334,7 @@ pub async fn run(conn: &Connection, cmd: RolloutCommand) -> anyhow::Result<i32> 
             }
             let (rev, template) = rollback_template(&deploy, &rses, to_revision)?;
             if deploy.pointer("/spec/template") == Some(&template) {
-                println!("deployment.apps/{name} skipped rollback (current template already matches revision {rev})");
+                outln!("deployment.apps/{name} skipped rollback (current template already matches revision {rev})");
                 return Ok(0);
             }
             client
@@ -343,7 +343,7 @@ pub async fn run(conn: &Connection, cmd: RolloutCommand) -> anyhow::Result<i32> 
                     Ok(true)
                 })
                 .await?;
-            println!("deployment.apps/{name} rolled back");
+            outln!("deployment.apps/{name} rolled back");
             Ok(0)
         }
         RolloutCommand::Restart { target: t, namespace } => {
@@ -371,7 +371,7 @@ pub async fn run(conn: &Connection, cmd: RolloutCommand) -> anyhow::Result<i32> 
                 })
                 .await
                 .map_err(|e| not_found(e, kind, &name))?;
-            println!("{}/{name} restarted", kind.info().qualified_singular());
+            outln!("{}/{name} restarted", kind.info().qualified_singular());
             Ok(0)
         }
         RolloutCommand::Pause { target: t, namespace } => pause(&client, &t, namespace, true).await,
@@ -408,8 +408,8 @@ async fn pause(client: &Client, t: &[String], namespace: Option<String>, on: boo
         .map_err(|e| not_found(e, kind, &name))?;
     let word = if on { "paused" } else { "resumed" };
     match changed {
-        Some(_) => println!("deployment.apps/{name} {word}"),
-        None => println!("deployment.apps/{name} already {word}"),
+        Some(_) => outln!("deployment.apps/{name} {word}"),
+        None => outln!("deployment.apps/{name} already {word}"),
     }
     Ok(0)
 }
