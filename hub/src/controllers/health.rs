@@ -64,7 +64,8 @@ pub fn assess(loops: &BTreeMap<&'static str, LoopRecord>, now: Instant) -> Vec<C
                 })
                 .collect();
             if problems.is_empty() {
-                let message = if mine.len() == 1 { "ok".to_string() } else { format!("ok ({} loops)", mine.len()) };
+                let message =
+                    if mine.len() == 1 { "ok".to_string() } else { format!("ok ({} loops)", mine.len()) };
                 Component { name: component, healthy: true, message }
             } else {
                 Component { name: component, healthy: false, message: problems.join("; ") }
@@ -159,13 +160,20 @@ mod tests {
     use super::*;
 
     fn record(component: &'static str, resync: u64, started: Instant) -> LoopRecord {
-        LoopRecord { component, resync: Duration::from_secs(resync), started, last_round: None, stopped: None }
+        LoopRecord {
+            component,
+            resync: Duration::from_secs(resync),
+            started,
+            last_round: None,
+            stopped: None,
+        }
     }
 
     fn check(cases: Vec<(&str, Vec<(&'static str, LoopRecord)>, [(bool, &str); 2])>, now: Instant) {
         for (what, loops, expected) in cases {
             let loops: BTreeMap<_, _> = loops.into_iter().collect();
-            let got: Vec<(bool, String)> = assess(&loops, now).into_iter().map(|c| (c.healthy, c.message)).collect();
+            let got: Vec<(bool, String)> =
+                assess(&loops, now).into_iter().map(|c| (c.healthy, c.message)).collect();
             let expected: Vec<(bool, String)> = expected.iter().map(|(h, m)| (*h, m.to_string())).collect();
             assert_eq!(got, expected, "{what}");
         }
@@ -176,7 +184,8 @@ mod tests {
         let t0 = Instant::now();
         let now = t0 + Duration::from_secs(600);
         let at = |secs_before_now: u64| Some(now - Duration::from_secs(secs_before_now));
-        let ran = |component, resync, ago| LoopRecord { last_round: at(ago), ..record(component, resync, t0) };
+        let ran =
+            |component, resync, ago| LoopRecord { last_round: at(ago), ..record(component, resync, t0) };
         check(
             vec![
                 ("nothing watched", vec![], [(false, "not running"), (false, "not running")]),
@@ -201,7 +210,10 @@ mod tests {
                     "a stuck round and a loop that ended",
                     vec![
                         ("scheduling", ran("scheduler", 5, 66)),
-                        ("jobs", LoopRecord { stopped: Some("it returned"), ..ran("controller-manager", 2, 1) }),
+                        (
+                            "jobs",
+                            LoopRecord { stopped: Some("it returned"), ..ran("controller-manager", 2, 1) },
+                        ),
                         ("cronjobs", ran("controller-manager", 5, 2)),
                     ],
                     [
@@ -211,8 +223,14 @@ mod tests {
                 ),
                 (
                     "never a round since its start",
-                    vec![("scheduling", record("scheduler", 5, t0)), ("jobs", ran("controller-manager", 2, 0))],
-                    [(false, "scheduling loop finished no round for 600 s (it should every 5 s)"), (true, "ok")],
+                    vec![
+                        ("scheduling", record("scheduler", 5, t0)),
+                        ("jobs", ran("controller-manager", 2, 0)),
+                    ],
+                    [
+                        (false, "scheduling loop finished no round for 600 s (it should every 5 s)"),
+                        (true, "ok"),
+                    ],
                 ),
             ],
             now,
@@ -223,17 +241,19 @@ mod tests {
     async fn watched_loops_record_rounds_and_their_end() {
         let health = Health::default();
         let (go, wait) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(health.watch("scheduler", "scheduling", Duration::from_secs(5), async move {
-            round_done();
-            let _ = wait.await;
-        }));
+        let task =
+            tokio::spawn(health.watch("scheduler", "scheduling", Duration::from_secs(5), async move {
+                round_done();
+                let _ = wait.await;
+            }));
         let ok = tokio::spawn(health.watch("controller-manager", "jobs", Duration::from_secs(2), async {
             round_done();
             std::future::pending::<()>().await
         }));
-        let failing = tokio::spawn(health.watch("controller-manager", "cronjobs", Duration::from_secs(2), async {
-            panic!("a bug in a loop");
-        }));
+        let failing =
+            tokio::spawn(health.watch("controller-manager", "cronjobs", Duration::from_secs(2), async {
+                panic!("a bug in a loop");
+            }));
         assert!(failing.await.is_err());
         tokio::task::yield_now().await;
         assert_eq!(lock(&health.loops)["cronjobs"].stopped, Some("it panicked or was cancelled"));
@@ -241,7 +261,10 @@ mod tests {
         task.await.unwrap();
         let c = health.components();
         assert_eq!((c[0].healthy, c[0].message.as_str()), (false, "scheduling loop stopped (it returned)"));
-        assert_eq!((c[1].healthy, c[1].message.as_str()), (false, "cronjobs loop stopped (it panicked or was cancelled)"));
+        assert_eq!(
+            (c[1].healthy, c[1].message.as_str()),
+            (false, "cronjobs loop stopped (it panicked or was cancelled)")
+        );
         assert!(lock(&health.loops)["jobs"].last_round.is_some());
         ok.abort();
     }

@@ -69,7 +69,12 @@ pub fn start(store: Store, settings: Settings, health: &health::Health) {
     tokio::spawn(health.watch(CM, "jobs", secs(2), workloads::jobs(store.clone())));
     tokio::spawn(health.watch(CM, "cronjobs", secs(5), workloads::cronjobs(store.clone())));
     tokio::spawn(health.watch(CM, "statefulsets", secs(5), workloads::statefulsets(store.clone())));
-    tokio::spawn(health.watch(CM, "garbage-collector", secs(10), workloads::garbage_collector(store.clone())));
+    tokio::spawn(health.watch(
+        CM,
+        "garbage-collector",
+        secs(10),
+        workloads::garbage_collector(store.clone()),
+    ));
     tokio::spawn(health.watch(CM, "node-lifecycle", secs(5), node_lifecycle(store.clone(), settings)));
     tokio::spawn(health.watch(CM, "volume-binding", secs(10), volume_binding(store.clone())));
     tokio::spawn(health.watch("scheduler", "scheduling", secs(5), scheduling(store)));
