@@ -64,6 +64,11 @@ fn a_node_joins_with_a_single_use_token_that_pins_the_hubs_ca() {
     assert!(err(&join(&http, &t, "pi-9", &config)).contains("must be reached over https://"));
     assert!(err(&join(&hub.url, "K10abc::server:def", "pi-9", &config)).contains("not a Flotilla join token"));
 
+    // A join the hub refuses (a name it does not accept) leaves the token usable.
+    let refused = err(&join(&hub.url, &t, "flotilla-hub-x", &config));
+    assert!(refused.contains("names starting with flotilla-hub are the hub's own"), "{refused}");
+    assert!(!config.exists());
+
     // The real join: the configuration is written, readable by root only.
     let out = join(&hub.url, &t, "pi-9", &config);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -76,9 +81,15 @@ fn a_node_joins_with_a_single_use_token_that_pins_the_hubs_ca() {
     assert!(err(&join(&hub.url, &t, "pi-10", &tmp.path().join("x.json"))).contains("not valid"));
     let t2 = token(&hub, "10m");
     assert!(err(&join(&hub.url, &t2, "pi-9", &tmp.path().join("x.json"))).contains("has joined already"));
-    // Expired.
-    let short = token(&hub, "1s");
-    std::thread::sleep(std::time::Duration::from_millis(2100));
+    // Expired: tried once the expiry `token create` printed has passed.
+    let out = hub.cli(&["token", "create", "--ttl", "1s"], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let short = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let until = stderr.split("until ").nth(1).and_then(|s| s.split_whitespace().next()).unwrap_or_default();
+    let expires = time::OffsetDateTime::parse(until, &time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|e| panic!("no expiry in {stderr:?}: {e}"));
+    wait_for("the token's expiry", 10, &[hub.log.as_path()], || time::OffsetDateTime::now_utc() > expires);
     assert!(err(&join(&hub.url, &short, "pi-11", &tmp.path().join("y.json"))).contains("not valid"));
     // Tokens never reach a node's desired state, and the listing shows no secret in clear.
     let secrets = hub.cli(&["get", "secrets", "-n", "flotilla-system", "-o", "json"], None);

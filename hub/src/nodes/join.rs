@@ -6,7 +6,7 @@
 //!
 //! Token: `FLT1.<ca sha256 hex, or "-" for a plain-HTTP hub>.<id>.<secret>`. The hub keeps a
 //! Secret `join-<id>` in `flotilla-system` (type `flotilla.io/join-token`) with a salted hash of
-//! the secret and the expiry; a join deletes it, so a token works once.
+//! the secret and the expiry; a join that succeeds deletes it, so a token works once.
 
 use std::sync::Arc;
 
@@ -55,17 +55,27 @@ pub async fn create(
     let token = Token { ca_hash: st.ca_pem.as_deref().map(ca_hash), id: id.clone(), secret: new_password() };
     let expires = OffsetDateTime::now_utc() + time::Duration::seconds(ttl as i64);
     let expires = expires.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
-    let secret = json!({
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"namespace": SYSTEM_NAMESPACE, "name": format!("join-{id}")},
-        "type": TOKEN_TYPE,
-        "stringData": {"id": id, "secretHash": hash_password(&token.secret), "expires": expires},
-    });
-    let op = WriteOp::Put { kind: Kind::Secret, object: secret, mode: Mode::Create };
+    let data = json!({"id": id, "secretHash": hash_password(&token.secret), "expires": expires});
+    let op = WriteOp::Put {
+        kind: Kind::Secret,
+        object: token_secret(&id, "stringData", data),
+        mode: Mode::Create,
+    };
     if let Err(e) = st.api.store.write(op, false).await {
         return message(StatusCode::INTERNAL_SERVER_ERROR, format!("storing the token: {e}"));
     }
     (StatusCode::CREATED, Json(json!({"token": token.to_string(), "expires": expires}))).into_response()
+}
+
+/// The Secret that stands for the token `id`, with its fields under `data` (base64, as
+/// stored) or `stringData`.
+fn token_secret(id: &str, field: &str, data: Value) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"namespace": SYSTEM_NAMESPACE, "name": format!("join-{id}")},
+        "type": TOKEN_TYPE,
+        field: data,
+    })
 }
 
 /// `GET /flotilla/v1/cacerts` (no authentication: the token's hash makes it trustworthy).
@@ -121,7 +131,9 @@ pub async fn join(State(st): State<Arc<CredentialsState>>, Json(body): Json<Valu
             format!("node {node} has joined already; rotate its credentials with `flotilla-hub node add {node}` or join under another name"),
         );
     }
-    // Single use: whoever deletes the token Secret first gets to join.
+    // Single use: whoever deletes the token Secret first gets to join. A join refused after
+    // that (a name the hub does not accept) puts the token back: only a join that succeeds
+    // uses it up.
     let op = WriteOp::Delete { kind: Kind::Secret, namespace: SYSTEM_NAMESPACE.into(), name };
     if store.write(op, false).await.is_err() {
         return unknown();
@@ -134,7 +146,14 @@ pub async fn join(State(st): State<Arc<CredentialsState>>, Json(body): Json<Valu
             tracing::info!(node, token = token.id, "node joined");
             (StatusCode::CREATED, Json(cfg)).into_response()
         }
-        Err(e) => message(StatusCode::BAD_REQUEST, e),
+        Err(e) => {
+            let again = token_secret(&token.id, "data", stored["data"].clone());
+            let op = WriteOp::Put { kind: Kind::Secret, object: again, mode: Mode::Create };
+            if let Err(error) = store.write(op, false).await {
+                tracing::error!(token = token.id, %error, "a refused join could not give its token back");
+            }
+            message(StatusCode::BAD_REQUEST, e)
+        }
     }
 }
 
