@@ -7,10 +7,13 @@ use anyhow::ensure;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
-/// `target/release/<name>`, which the benchmark commands build first.
+/// `target/release/<name>`, which the benchmark commands build first; or `<name>` in
+/// `FLOTILLA_BENCH_BIN_DIR` when set (e.g. `target/debug` for a quick run of a benchmark that
+/// counts bytes or messages, not time).
 pub fn release_bin(name: &str) -> anyhow::Result<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(Path::new("."));
-    let p = root.join("target/release").join(name);
+    let dir = std::env::var_os("FLOTILLA_BENCH_BIN_DIR").map_or(root.join("target/release"), PathBuf::from);
+    let p = dir.join(name);
     anyhow::ensure!(
         p.exists(),
         "{} is missing: run `cargo build --release --workspace --bins` first",
