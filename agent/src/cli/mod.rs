@@ -3,6 +3,7 @@
 mod images;
 mod join;
 mod local;
+mod private;
 
 use std::path::PathBuf;
 
@@ -218,6 +219,13 @@ pub fn run(cli: Cli) -> i32 {
                     .and_then(|h| h.into_string().ok())
                     .unwrap_or_else(|| "localhost".into())
             });
+            // Private before anything lands in them (Secrets, bundles, logs).
+            for dir in [&cli.state_dir, &run_dir] {
+                if let Err(e) = private::ensure_private_dir(dir) {
+                    eprintln!("error: {e:#}");
+                    return 2;
+                }
+            }
             crate::node::run(crate::node::RunOptions {
                 manifests,
                 hub,

@@ -292,14 +292,11 @@ impl PodVolumes {
         let new_dir = dir.join(&stamp);
         let _ = std::fs::remove_dir_all(&new_dir);
         std::fs::create_dir(&new_dir).with_context(|| format!("creating {}", new_dir.display()))?;
-        std::fs::set_permissions(&new_dir, std::fs::Permissions::from_mode(0o755))?;
+        std::fs::set_permissions(&new_dir, std::fs::Permissions::from_mode(PROJECTED_DIR_MODE))?;
         for f in files {
             let path = new_dir.join(&f.path);
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            std::fs::write(&path, &f.data).with_context(|| format!("writing {}", path.display()))?;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(f.mode))?;
+            create_dirs_with_mode(&new_dir, Path::new(&f.path).parent(), PROJECTED_DIR_MODE)?;
+            write_with_mode(&path, &f.data, f.mode).with_context(|| format!("writing {}", path.display()))?;
             if let Some(g) = fs_group {
                 std::os::unix::fs::lchown(&path, None, Some(g))?;
             }
@@ -347,6 +344,36 @@ impl PodVolumes {
             }
         }
     }
+}
+
+/// The directories of a projected volume: readable by the pod's user, whoever it is, as the
+/// kubelet's atomic writer makes them (the files carry the volume's modes).
+const PROJECTED_DIR_MODE: u32 = 0o755;
+
+/// Writes a new file with exactly `mode`, whatever the process' umask: created with it (so it
+/// is never more open, not even before a chmod; the umask can only narrow it) and then set to
+/// it (undoing that narrowing, or a Secret's 0644 would be unreadable for a non-root pod).
+fn write_with_mode(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file =
+        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode & 0o777).open(path)?;
+    file.write_all(data)?;
+    file.set_permissions(std::fs::Permissions::from_mode(mode & 0o777))
+}
+
+/// Creates `base/rel` and the directories between them with exactly `mode` (`base` exists).
+fn create_dirs_with_mode(base: &Path, rel: Option<&Path>, mode: u32) -> std::io::Result<()> {
+    let mut dir = base.to_path_buf();
+    for part in rel.into_iter().flat_map(Path::components) {
+        dir.push(part);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))?,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// What a projected volume shows: its object's resource version and the volume's own settings
@@ -547,6 +574,26 @@ mod tests {
         for bad in ["../x", "/etc/passwd", "a/../../b", "..data", ""] {
             let items = [KeyToPath { key: "a".into(), path: bad.into(), mode: None }];
             assert!(project(&src(Some(&items), false), Some(&data(&[("a", "A")]))).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn projected_files_get_exactly_their_modes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let vols = PodVolumes::new(tmp.path());
+        let dir = tmp.path().join("volumes/tls");
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = |p: &str, mode| ProjectedFile { path: p.into(), data: b"x".to_vec(), mode };
+        let files = [f("key", 0o400), f("certs/ca/ca.crt", 0o644), f("group", 0o640)];
+        vols.write_projection("tls", &dir, &files, "v1", None).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let data = dir.join("..data");
+        assert_eq!(
+            [mode(&data.join("key")), mode(&data.join("certs/ca/ca.crt")), mode(&data.join("group"))],
+            [0o400, 0o644, 0o640]
+        );
+        for d in [data.clone(), data.join("certs"), data.join("certs/ca")] {
+            assert_eq!(mode(&d), 0o755, "{}", d.display());
         }
     }
 
