@@ -169,7 +169,10 @@ mod tests {
         }
     }
 
-    fn check(cases: Vec<(&str, Vec<(&'static str, LoopRecord)>, [(bool, &str); 2])>, now: Instant) {
+    /// (what, the loops' records by name, each component's (healthy, message)).
+    type Case<'a> = (&'a str, Vec<(&'static str, LoopRecord)>, [(bool, &'a str); 2]);
+
+    fn check(cases: Vec<Case>, now: Instant) {
         for (what, loops, expected) in cases {
             let loops: BTreeMap<_, _> = loops.into_iter().collect();
             let got: Vec<(bool, String)> =
