@@ -604,8 +604,21 @@ pub fn container_id(uid: &str, name: &str) -> String {
     format!("{}-{name}", uid.get(..uid.len().min(40)).unwrap_or(uid))
 }
 
+/// Reads a JSON record. The loop reads the shims' records every round: opened with `O_NOATIME`
+/// (the agent owns them, or is root), so the first read after each write does not cost the
+/// flash an inode update under `relatime`.
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
-    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOATIME)
+        .open(path)
+        .or_else(|_| std::fs::File::open(path))
+        .ok()?;
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes).ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
 
 /// The container's environment from the pod spec, as the kubelet builds it: `envFrom` first
