@@ -40,6 +40,13 @@ fn heartbeat() {
     check("heartbeat", samples::heartbeat());
 }
 
+/// The optional `epoch` field: absent above (older agents' encoding, unchanged), present here.
+#[test]
+fn epochs() {
+    check("status_epoch", samples::status_with_epoch());
+    check("heartbeat_epoch", samples::heartbeat_with_epoch());
+}
+
 #[test]
 fn presence() {
     check("presence", samples::presence());

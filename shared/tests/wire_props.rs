@@ -288,6 +288,7 @@ fn status() -> impl Strategy<Value = StatusReport> {
                     })
                     .collect(),
                 pods,
+                epoch: seq.rotate_left(17),
             },
         )
 }
@@ -308,7 +309,7 @@ proptest! {
 
     #[test]
     fn heartbeat_round_trips(node in name(), seq in any::<u64>(), g in any::<u64>(), t in any::<u64>()) {
-        roundtrip(&Heartbeat { node, seq, observed_generation: g, time_ms: t });
+        roundtrip(&Heartbeat { node, seq, observed_generation: g, time_ms: t, epoch: g ^ t });
     }
 
     #[test]
@@ -357,6 +358,8 @@ fn samples_round_trip() {
     roundtrip(&samples::desired());
     roundtrip(&samples::status());
     roundtrip(&samples::heartbeat());
+    roundtrip(&samples::status_with_epoch());
+    roundtrip(&samples::heartbeat_with_epoch());
     roundtrip(&samples::presence());
     roundtrip(&samples::events());
     roundtrip(&samples::log_request());

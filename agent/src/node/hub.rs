@@ -75,10 +75,6 @@ pub struct HubLink {
     snapshot: Arc<Mutex<Option<DesiredSnapshot>>>,
     out: Arc<tokio::sync::watch::Sender<Pending>>,
     events: tokio::sync::mpsc::Sender<Vec<Event>>,
-    seq_file: PathBuf,
-    /// The last sequence number handed out by this process: it keeps growing when the file
-    /// cannot be written (a full disk), so the hub does not take new reports for repeats.
-    seq: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl HubLink {
@@ -87,20 +83,8 @@ impl HubLink {
         self.snapshot.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// The next status sequence number: grows across restarts (persisted).
-    pub fn next_seq(&self) -> u64 {
-        let stored: u64 =
-            std::fs::read_to_string(&self.seq_file).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
-        let last = stored.max(self.seq.load(std::sync::atomic::Ordering::SeqCst));
-        let next = last.saturating_add(1);
-        self.seq.store(next, std::sync::atomic::Ordering::SeqCst);
-        if let Err(e) = write_atomic(&self.seq_file, next.to_string().as_bytes()) {
-            tracing::warn!(error = %e, "persisting the status sequence");
-        }
-        next
-    }
-
-    /// Hands a status report to the link (replacing one it has not sent yet).
+    /// Hands a status report to the link (replacing one it has not sent yet). The link stamps
+    /// its `seq` and `epoch` when it publishes it (`Counter`).
     pub fn send_status(&self, report: StatusReport) {
         self.out.send_replace(Some(Box::new(report)));
     }
@@ -112,6 +96,45 @@ impl HubLink {
             let _ = self.events.try_send(events);
         }
     }
+}
+
+/// The numbers a published report carries (`StatusReport::seq` and `epoch`): every publish,
+/// a repeat too, takes the next `seq`, so the hub takes a repeat after a reconnect instead of
+/// dropping it as stale; the epoch is drawn when the process starts, so nothing needs to be
+/// written per report (flash wear) and a restart, or a disk too full to write, never makes
+/// the hub think new reports are old ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counter {
+    pub epoch: u64,
+    pub seq: u64,
+}
+
+impl Counter {
+    pub fn new(epoch: u64) -> Counter {
+        // 0 means "no epoch" on the wire.
+        Counter { epoch: epoch.max(1), seq: 0 }
+    }
+
+    /// Stamps `r` with the next number.
+    pub fn stamp(&mut self, r: &mut StatusReport) {
+        self.seq += 1;
+        r.seq = self.seq;
+        r.epoch = self.epoch;
+    }
+}
+
+/// A random epoch for this process (`Counter`); from the clocks and the pid if the OS has no
+/// randomness to give.
+fn draw_epoch() -> u64 {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    if let Ok(b) = std::fs::read("/proc/sys/kernel/random/uuid") {
+        h.update(b);
+    }
+    h.update(std::process::id().to_le_bytes());
+    h.update(format!("{:?}{:?}", std::time::SystemTime::now(), std::time::Instant::now()));
+    let d = h.finalize();
+    u64::from_le_bytes(d[..8].try_into().unwrap_or_default())
 }
 
 /// Pure: whether a received snapshot replaces the applied one.
@@ -177,7 +200,6 @@ pub fn start(
     cfg: AgentConfig,
     state_dir: PathBuf,
     files: SnapshotFiles,
-    seq_file: PathBuf,
     wake: std::sync::mpsc::Sender<()>,
 ) -> anyhow::Result<HubLink> {
     let topics = Topics::new(&cfg.topic_root).map_err(anyhow::Error::msg)?;
@@ -221,8 +243,6 @@ pub fn start(
         snapshot: snapshot.clone(),
         out: Arc::new(out_tx),
         events: events_tx,
-        seq_file,
-        seq: Arc::new(std::sync::atomic::AtomicU64::new(0)),
     };
     let online = wire::encode(&presence(true));
     std::thread::Builder::new().name("hub-link".into()).spawn(move || {
@@ -265,6 +285,7 @@ async fn run(
     // down misses none: a connect resets the interval).
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut last_status: Option<StatusReport> = None;
+    let mut counter = Counter::new(draw_epoch());
     let mut resend = Resend::default();
     // Ticks publish nothing while the link is down (the request queue would only fill with
     // stale copies); the connect sends the last report.
@@ -281,8 +302,9 @@ async fn run(
                         heartbeat.reset();
                         let _ = link.publish(topics.presence(&node), online.clone(), true).await;
                         // The hub may have missed reports while we were away.
-                        if let Some(r) = &last_status {
-                            let _ = link.publish(topics.status(&node), wire::encode(r), false).await;
+                        if let Some(r) = &mut last_status {
+                            counter.stamp(r);
+                            let _ = link.publish(topics.status(&node), wire::encode(&*r), false).await;
                         }
                     }
                     LinkEvent::Message { topic, payload } => match topics.parse_node_topic(&topic) {
@@ -305,7 +327,8 @@ async fn run(
                 if changed.is_err() {
                     return;
                 }
-                let Some(report) = out_rx.borrow_and_update().clone() else { continue };
+                let Some(mut report) = out_rx.borrow_and_update().clone() else { continue };
+                counter.stamp(&mut report);
                 // Not queued (the link is down): the next connect sends the last report again.
                 if let Err(e) = link.publish(topics.status(&node), wire::encode(report.as_ref()), false).await {
                     tracing::debug!(error = %e, "status report not queued");
@@ -320,14 +343,21 @@ async fn run(
             }
             _ = heartbeat.tick(), if up => {
                 if resend.tick() {
-                    if let Some(r) = &last_status {
-                        // Counts as a heartbeat too; the hub ignores it if it has this one.
-                        let _ = link.try_publish(topics.status(&node), wire::encode(r), false);
+                    if let Some(r) = &mut last_status {
+                        // Counts as a heartbeat too.
+                        counter.stamp(r);
+                        let _ = link.try_publish(topics.status(&node), wire::encode(&*r), false);
                         continue;
                     }
                 }
-                let (seq, generation) = last_status.as_ref().map_or((0, 0), |r| (r.seq, r.observed_generation));
-                let hb = Heartbeat { node: node.clone(), seq, observed_generation: generation, time_ms: now_ms() };
+                let generation = last_status.as_ref().map_or(0, |r| r.observed_generation);
+                let hb = Heartbeat {
+                    node: node.clone(),
+                    seq: counter.seq,
+                    observed_generation: generation,
+                    time_ms: now_ms(),
+                    epoch: counter.epoch,
+                };
                 let _ = link.try_publish(topics.status(&node), wire::encode(&hb), false);
             }
         }
@@ -402,6 +432,27 @@ mod tests {
             registry_auth: vec![],
             claims: vec![],
         }
+    }
+
+    #[test]
+    fn every_published_report_repeats_included_takes_the_next_number() {
+        let mut c = Counter::new(7);
+        let mut r = StatusReport {
+            node: "pi-1".into(),
+            seq: 0,
+            observed_generation: 1,
+            time_ms: 0,
+            info: Default::default(),
+            conditions: vec![],
+            pods: vec![],
+            epoch: 0,
+        };
+        c.stamp(&mut r);
+        assert_eq!((r.epoch, r.seq), (7, 1));
+        c.stamp(&mut r);
+        assert_eq!((r.epoch, r.seq), (7, 2), "a repeat is newer than what the hub has");
+        assert_eq!(Counter::new(0).epoch, 1, "0 means no epoch on the wire");
+        assert_ne!(draw_epoch(), draw_epoch(), "each process draws its own");
     }
 
     #[test]

@@ -423,7 +423,6 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
                 desired: paths.state.join("desired.cbor"),
                 secrets: paths.run.join("secrets.cbor"),
             },
-            paths.state.join("status.seq"),
             wake_tx.clone(),
         )?),
         None => None,
@@ -709,7 +708,9 @@ impl Reporter {
         }
         let report = flotilla_shared::wire::StatusReport {
             node: link.node.clone(),
-            seq: link.next_seq(),
+            // Stamped by the link when it publishes (`hub::Counter`).
+            seq: 0,
+            epoch: 0,
             observed_generation: generation,
             time_ms: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

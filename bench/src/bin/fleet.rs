@@ -153,6 +153,10 @@ async fn sim_node(cfg: AgentConfig, ready: tokio::sync::mpsc::UnboundedSender<()
         info.labels.insert(k.into(), v.to_string());
     }
     let (mut seq, mut generation, mut pods) = (0u64, 0u64, Vec::new());
+    // A simulated agent process: its own epoch, as a real agent draws one when it starts.
+    let epoch = now_ms().rotate_left(20)
+        ^ node.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b.into()))
+        | 1;
     let report = |seq: u64, generation: u64, pods: &Vec<PodReport>| StatusReport {
         node: node.clone(),
         seq,
@@ -167,6 +171,7 @@ async fn sim_node(cfg: AgentConfig, ready: tokio::sync::mpsc::UnboundedSender<()
             since_ms: 0,
         }],
         pods: pods.clone(),
+        epoch,
     };
     // Heartbeats spread over the period, as real devices' start times are.
     let phase = Duration::from_millis(now_ms() % 10_000);
@@ -230,10 +235,12 @@ async fn sim_node(cfg: AgentConfig, ready: tokio::sync::mpsc::UnboundedSender<()
             },
             _ = heartbeat.tick(), if up => {
                 if resend.tick() {
+                    // Every publish takes the next number, repeats too (the agent's `Counter`).
+                    seq += 1;
                     let _ = link.try_publish(topics.status(&node), wire::encode(&report(seq, generation, &pods)), false);
                     continue;
                 }
-                let hb = Heartbeat { node: node.clone(), seq, observed_generation: generation, time_ms: now_ms() };
+                let hb = Heartbeat { node: node.clone(), seq, observed_generation: generation, time_ms: now_ms(), epoch };
                 let _ = link.try_publish(topics.status(&node), wire::encode(&hb), false);
             }
             _ = full.tick() => {

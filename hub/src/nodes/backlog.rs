@@ -110,6 +110,7 @@ mod tests {
             info: NodeInfo::default(),
             conditions: vec![],
             pods: vec![],
+            epoch: 0,
         }))
     }
 

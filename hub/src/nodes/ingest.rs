@@ -34,9 +34,12 @@ pub fn pod_with_status(pod: &Value, node: &str, report: &PodReport, host_ip: Opt
     Some(next)
 }
 
-/// Whether a report with sequence `seq` is newer than the last one taken (`last`).
-pub fn is_fresh(last: Option<u64>, seq: u64) -> bool {
-    last.is_none_or(|l| seq > l)
+/// Whether a report numbered (`epoch`, `seq`) is newer than the last one taken (`last`). A
+/// new epoch is a new agent process (its count starts again): always newer, so a restarted
+/// agent, or one whose disk was too full to keep anything, is heard at once. Within an epoch,
+/// QoS 1 may duplicate or reorder: only a higher `seq` is newer.
+pub fn is_fresh(last: Option<(u64, u64)>, epoch: u64, seq: u64) -> bool {
+    last.is_none_or(|(e, s)| epoch != e || seq > s)
 }
 
 /// The Node object's status: capacity from the device's facts, addresses, system info, and a
@@ -164,12 +167,12 @@ pub fn ready_of(node: &Value) -> Option<(String, String)> {
 }
 
 /// A new Node object for a node that reports for the first time (nodes register themselves,
-/// as kubelets do), labelled with the well-known labels the agent sent.
-pub fn new_node(name: &str, info: &NodeInfo) -> Value {
+/// as kubelets do), with the labels `restrict::labels` allows it.
+pub fn new_node(name: &str, labels: &std::collections::BTreeMap<String, String>) -> Value {
     json!({
         "apiVersion": "v1",
         "kind": "Node",
-        "metadata": {"name": name, "labels": info.labels},
+        "metadata": {"name": name, "labels": labels},
         "spec": {},
     })
 }
@@ -231,10 +234,13 @@ mod tests {
 
     #[test]
     fn stale_reports_are_ignored() {
-        assert!(is_fresh(None, 0));
-        assert!(is_fresh(Some(4), 5));
-        assert!(!is_fresh(Some(5), 5));
-        assert!(!is_fresh(Some(6), 5));
+        assert!(is_fresh(None, 0, 0));
+        assert!(is_fresh(Some((0, 4)), 0, 5));
+        assert!(!is_fresh(Some((0, 5)), 0, 5), "a duplicate (QoS 1)");
+        assert!(!is_fresh(Some((0, 6)), 0, 5), "reordered");
+        assert!(!is_fresh(Some((7, 6)), 7, 5), "reordered within an epoch");
+        assert!(is_fresh(Some((7, 900)), 8, 1), "a restarted agent counts from 1 again");
+        assert!(is_fresh(Some((7, 900)), 0, 1), "an agent from before epochs, restarted");
     }
 
     #[test]

@@ -127,8 +127,9 @@ pub struct RegistryAuth {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusReport {
     pub node: String,
-    /// Grows with every report from this agent process lifetime and across restarts (the agent
-    /// persists it); the hub ignores reports older than the last it stored.
+    /// Grows with every report this agent process publishes, repeats included (a repeat after
+    /// a reconnect is taken, not dropped as stale); the hub ignores reports of the same
+    /// `epoch` older than the last it stored.
     pub seq: u64,
     /// The generation of the last desired snapshot the agent applied.
     pub observed_generation: u64,
@@ -137,6 +138,16 @@ pub struct StatusReport {
     pub conditions: Vec<NodeCondition>,
     /// Every pod the agent knows about (complete, not a delta).
     pub pods: Vec<PodReport>,
+    /// Which count `seq` belongs to: chosen at random when the agent process starts, so no
+    /// counter is written to flash per report and a restarted agent (or one that could not
+    /// write its disk) is never taken for a stale one. 0 (absent): an agent before epochs,
+    /// whose `seq` grows across restarts.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub epoch: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Message for StatusReport {
@@ -187,6 +198,9 @@ pub struct Heartbeat {
     pub seq: u64,
     pub observed_generation: u64,
     pub time_ms: u64,
+    /// The epoch of `seq` (`StatusReport::epoch`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub epoch: u64,
 }
 
 impl Message for Heartbeat {
@@ -235,7 +249,7 @@ pub struct Event {
     pub container: String,
 }
 
-/// A request from the hub for a container's log, on `nodes/{node}/logs/request`.
+/// A request from the hub for a container's log, on `nodes/{node}/log-request`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogRequest {
     /// Chosen by the hub; chunks answer on `nodes/{node}/logs/{request_id}`.

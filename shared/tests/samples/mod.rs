@@ -137,11 +137,21 @@ pub fn status() -> StatusReport {
                 ..Default::default()
             },
         }],
+        epoch: 0,
     }
 }
 
+/// A report from an agent that counts in epochs (`epoch` present on the wire).
+pub fn status_with_epoch() -> StatusReport {
+    StatusReport { seq: 3, epoch: 0x5eed_1dea_0000_0001, ..status() }
+}
+
 pub fn heartbeat() -> Heartbeat {
-    Heartbeat { node: "pi-1".into(), seq: 10, observed_generation: 42, time_ms: 1_764_400_030_000 }
+    Heartbeat { node: "pi-1".into(), seq: 10, observed_generation: 42, time_ms: 1_764_400_030_000, epoch: 0 }
+}
+
+pub fn heartbeat_with_epoch() -> Heartbeat {
+    Heartbeat { seq: 3, epoch: 0x5eed_1dea_0000_0001, ..heartbeat() }
 }
 
 pub fn presence() -> Presence {
