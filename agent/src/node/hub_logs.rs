@@ -1,4 +1,4 @@
-//! Answers the hub's log requests (`flotilla-hub logs`): a request on `nodes/{node}/logs/request`
+//! Answers the hub's log requests (`flotilla-hub logs`): a request on `nodes/{node}/log-request`
 //! is served by a task that publishes the container's log as `LogChunk`s on
 //! `nodes/{node}/logs/{request_id}`, following it when asked until the hub cancels, the pod
 //! goes away or an hour has passed.
@@ -33,7 +33,7 @@ impl LogServer {
         LogServer { state, active: HashMap::new() }
     }
 
-    /// Handles one message from `nodes/{node}/logs/request`.
+    /// Handles one message from `nodes/{node}/log-request`.
     pub fn handle(&mut self, link: &Link, topics: &Topics, node: &str, payload: &[u8]) {
         let req = match wire::decode::<LogRequest>(payload, 64 << 10) {
             Ok(r) => r,

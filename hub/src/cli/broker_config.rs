@@ -99,14 +99,15 @@ pub async fn mosquitto(
         }
     };
     let viewer_names: Vec<String> = viewers.iter().map(|v| v.name.clone()).collect();
+    let node_names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
     let (node_count, viewer_count) = (nodes.len(), viewers.len());
     users.extend(nodes);
     users.extend(viewers);
     write_for_broker(&out.join("passwd"), &password_file(&users))?;
-    write_for_broker(&out.join("acl"), &acl_file(&topics, hub_user, &viewer_names))?;
+    write_for_broker(&out.join("acl"), &acl_file(&topics, hub_user, &viewer_names, &node_names))?;
     let conf_path = out.join("mosquitto.conf");
-    write_for_broker(&conf_path, &conf(out, listen))?;
-    println!(
+    write_for_broker(&conf_path, &conf(out, listen, crate::mqtt::max_packet()))?;
+    outln!(
         "wrote {dir}/passwd ({node_count} node(s), {viewer_count} viewer(s) and the hub), {dir}/acl and {conf}\n\
          run:    mosquitto -c {conf}\n\
          hub:    flotilla-hub serve --broker mqtt://<this host>:{port} --broker-password-file {dir}/hub.password\n\

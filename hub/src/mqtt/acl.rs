@@ -1,6 +1,6 @@
 //! Who may do what on the broker, decided by the hub's own code (pure): the hub may do
 //! anything; node X may publish only under `nodes/X/` and subscribe only to its own inbound
-//! topics (`nodes/X/desired`, and `nodes/X/logs/request` for `flotilla-hub logs`); dashboard
+//! topics (`nodes/X/desired`, and `nodes/X/log-request` for `flotilla-hub logs`); dashboard
 //! viewers may only read `fleet/`. Identities come from the authenticated user name, never from
 //! the client id a client chooses.
 
@@ -92,6 +92,7 @@ mod tests {
             ("flotilla/v1/nodes/pi-1/logs/req-7", true),
             ("flotilla/v1/nodes/pi-1/desired", false),
             ("flotilla/v1/nodes/pi-1/logs/request", false),
+            ("flotilla/v1/nodes/pi-1/log-request", false),
             ("flotilla/v1/nodes/pi-1/logs/a/b", false),
             ("flotilla/v1/nodes/pi-2/status", false),
             ("flotilla/v1/nodes/pi-10/status", false),
@@ -105,7 +106,8 @@ mod tests {
         }
         let subs = [
             ("flotilla/v1/nodes/pi-1/desired", true),
-            ("flotilla/v1/nodes/pi-1/logs/request", true),
+            ("flotilla/v1/nodes/pi-1/log-request", true),
+            ("flotilla/v1/nodes/pi-1/logs/request", false),
             ("flotilla/v1/nodes/pi-2/desired", false),
             ("flotilla/v1/nodes/+/desired", false),
             ("flotilla/v1/nodes/pi-1/#", false),

@@ -8,10 +8,13 @@
 //! ACL (checked at connect); anonymous clients would skip the authentication hook (refused);
 //! the default busy check refuses connects under load (off); `MqttServer::start` exits the
 //! process on error (we run the server ourselves).
+//! Each node's publishes are also held to its size caps and budget (`budget`) here, before
+//! they are routed, so one node cannot fill the hub's queues.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use async_trait::async_trait;
@@ -22,9 +25,10 @@ use rmqtt::net::Builder;
 use rmqtt::server::MqttServer;
 use rmqtt::types::{AuthResult, ConnectInfo, LastWill, PublishAclResult, SubscribeAclResult};
 
-use flotilla_shared::wire::topics::Topics;
+use flotilla_shared::wire::topics::{NodeTopic, Topics};
 
 use super::acl::{may_publish, may_subscribe, may_use_client_id, Role};
+use super::budget::{Budget, Throttle, Verdict};
 use super::users::Users;
 
 /// Where the embedded broker listens.
@@ -91,10 +95,12 @@ impl Broker {
                 let scx = ServerContext::new().busy_check_enable(false).mqtt_max_sessions(0).build().await;
                 retain::install(&scx).await;
                 let register = scx.extends.hook_mgr().register();
+                let budget = Arc::new(Mutex::new((Budget::default(), Throttle::default(), Instant::now())));
                 for t in
                     [Type::ClientAuthenticate, Type::ClientSubscribeCheckAcl, Type::MessagePublishCheckAcl]
                 {
-                    register.add(t, Box::new(Hooks { users: users.clone(), topics: topics.clone() })).await;
+                    let h = Hooks { users: users.clone(), topics: topics.clone(), budget: budget.clone() };
+                    register.add(t, Box::new(h)).await;
                 }
                 register.start().await;
                 let mut server = MqttServer::new(scx.clone());
@@ -158,9 +164,35 @@ fn will_topic(ci: &ConnectInfo) -> Option<String> {
 struct Hooks {
     users: Users,
     topics: Topics,
+    /// Shared by the hook instances: one budget per node, whichever hook sees its publishes.
+    budget: Arc<Mutex<(Budget, Throttle, Instant)>>,
 }
 
 impl Hooks {
+    fn admit(&self, node: &str, leaf: &NodeTopic, bytes: usize) -> PublishAclResult {
+        let now = Instant::now();
+        let mut guard = self.budget.lock().unwrap_or_else(|p| p.into_inner());
+        let (budget, throttle, pruned) = &mut *guard;
+        if now.saturating_duration_since(*pruned) > Duration::from_secs(60) {
+            budget.prune(now);
+            *pruned = now;
+        }
+        let (what, detail) = match budget.admit(node, leaf, bytes, now) {
+            Verdict::Take => return PublishAclResult::allow(),
+            Verdict::TooLarge { max } => ("too large", format!("{bytes} bytes, at most {max} on this topic")),
+            Verdict::OverBudget => ("over budget", format!("{bytes} bytes; the node sent too much lately")),
+        };
+        if let Some(n) = throttle.say(node, what, now) {
+            tracing::warn!(
+                node,
+                refused = n,
+                detail,
+                "refused a node's publish ({what}); said at most once a minute"
+            );
+        }
+        PublishAclResult::rejected(false, None)
+    }
+
     fn role_of(&self, username: Option<&str>) -> Option<Role> {
         self.users.role(username?)
     }
@@ -210,14 +242,19 @@ impl Handler for Hooks {
                 (false, Some(HookResult::SubscribeAclResult(r)))
             }
             Parameter::MessagePublishCheckAcl(s, p) => {
-                let allowed = self
-                    .role_of(Some(s.id.username_ref()))
-                    .is_some_and(|r| may_publish(&r, &self.topics, &p.topic));
-                let r = if allowed {
-                    PublishAclResult::allow()
-                } else {
+                let role = self.role_of(Some(s.id.username_ref()));
+                let allowed = role.as_ref().is_some_and(|r| may_publish(r, &self.topics, &p.topic));
+                let r = if !allowed {
                     tracing::debug!(user = ?s.id.username, topic = %p.topic, "publish refused");
                     PublishAclResult::rejected(false, None)
+                } else if let (Some(Role::Node(node)), Some((_, leaf))) =
+                    (&role, self.topics.parse_node_topic(&p.topic))
+                {
+                    // A node's budget is spent here, before the message is routed (and queued
+                    // for the hub): a flood from one node is refused at the door.
+                    self.admit(node, &leaf, p.payload.len())
+                } else {
+                    PublishAclResult::allow()
                 };
                 (false, Some(HookResult::PublishAclResult(r)))
             }

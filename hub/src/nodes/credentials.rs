@@ -93,6 +93,14 @@ pub async fn sync_users(store: Store, users: Users) {
     }
 }
 
+/// Whether the hub issued broker credentials to `node` (and they are still there).
+pub async fn issued(store: &Store, node: &str) -> bool {
+    match store.get(Kind::Secret, SYSTEM_NAMESPACE, &secret_name(node)).await {
+        Ok(Some(s)) => s.pointer("/type").and_then(Value::as_str) == Some(CREDENTIALS_TYPE),
+        _ => false,
+    }
+}
+
 /// Stores a fresh password's hashes (ours and Mosquitto's) in the Secret `name` of type `type_`,
 /// with `fields` (who the user is); returns the password.
 async fn store_password(store: &Store, name: String, type_: &str, fields: Value) -> Result<String, String> {

@@ -112,7 +112,6 @@ pub struct Liveness(Option<Arc<dyn Fn() -> HashMap<String, Instant> + Send + Syn
 
 impl Liveness {
     /// The node link's memory of when each node was last seen.
-    #[cfg_attr(not(test), expect(dead_code, reason = "until nodes::start passes it to task_with_liveness"))]
     pub(super) fn of(memory: Arc<Mutex<super::NodeMemory>>) -> Liveness {
         Liveness(Some(Arc::new(move || super::lock(&memory).last_seen.clone())))
     }
@@ -172,20 +171,10 @@ fn now() -> String {
 }
 
 /// Publishes the fleet topics from the store; everything again when `republish` fires (the
-/// broker lost its retained messages). Node summaries carry the stored heartbeat only.
-pub async fn task(store: Store, link: Link, topics: Topics, republish: Arc<Notify>) {
-    task_with_liveness(store, link, topics, republish, Liveness::default()).await
-}
-
-/// [`task`], with node summaries whose `lastHeartbeat` is when the hub last heard from the
-/// node (`liveness`), refreshed every [`HEARTBEAT_REFRESH`] even when nothing is written.
-pub async fn task_with_liveness(
-    store: Store,
-    link: Link,
-    topics: Topics,
-    republish: Arc<Notify>,
-    liveness: Liveness,
-) {
+/// broker lost its retained messages). Node summaries' `lastHeartbeat` is when the hub last
+/// heard from the node (`liveness`), refreshed every [`HEARTBEAT_REFRESH`] even when nothing
+/// is written.
+pub async fn task(store: Store, link: Link, topics: Topics, republish: Arc<Notify>, liveness: Liveness) {
     let mut feed = store.subscribe();
     let mut refresh = tokio::time::interval(HEARTBEAT_REFRESH);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

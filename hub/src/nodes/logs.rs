@@ -1,5 +1,5 @@
 //! `GET /api/v1/namespaces/{ns}/pods/{name}/log` (what `flotilla-hub logs` calls): the hub asks
-//! the pod's node on `nodes/{node}/logs/request` and streams the `LogChunk`s that come back on
+//! the pod's node on `nodes/{node}/log-request` and streams the `LogChunk`s that come back on
 //! `nodes/{node}/logs/{request_id}` as the response body, in order. When the client goes away
 //! during a follow, the node is told to stop.
 

@@ -14,6 +14,7 @@ pub mod ingest;
 pub mod join;
 pub mod logs;
 pub mod pusher;
+pub mod restrict;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -30,11 +31,12 @@ use flotilla_shared::wire::{self, Heartbeat, MessageKind, Presence, StatusReport
 
 use self::backlog::{Backlog, Item, Pushed};
 use crate::controllers::settle;
+use crate::mqtt::budget::{self, Verdict};
 use crate::store::objects::Mode;
 use crate::store::{ChangeOp, Store, WriteOp};
 
-/// Largest payload accepted from a node.
-const MAX_INBOUND: usize = 4 << 20;
+/// Largest payload decoded from a node (each topic has a smaller cap, `budget::max_size`).
+const MAX_INBOUND: usize = 1 << 20;
 
 /// How the hub's node link behaves.
 #[derive(Debug, Clone)]
@@ -50,10 +52,15 @@ pub struct NodeLinkOptions {
 /// restores the rest).
 #[derive(Debug, Default)]
 struct NodeMemory {
-    last_seq: HashMap<String, u64>,
+    /// The (epoch, seq) of the last report stored per node.
+    last_seq: HashMap<String, (u64, u64)>,
     last_seen: HashMap<String, Instant>,
     /// The session of the agent process that last announced itself online.
     session: HashMap<String, u64>,
+    /// Names that reported without credentials (warned about once).
+    refused: std::collections::HashSet<String>,
+    /// The last restriction warnings recorded per node (`warn_restricted`).
+    restricted: HashMap<String, String>,
 }
 
 pub(crate) fn now_rfc3339() -> String {
@@ -110,7 +117,14 @@ pub fn start(store: Store, opts: NodeLinkOptions) -> anyhow::Result<NodeLink> {
         republish.clone(),
         nudges.clone(),
     ));
-    tokio::spawn(fleet::task(store.clone(), link.clone(), opts.topics.clone(), republish_fleet.clone()));
+    let liveness = fleet::Liveness::of(memory.clone());
+    tokio::spawn(fleet::task(
+        store.clone(),
+        link.clone(),
+        opts.topics.clone(),
+        republish_fleet.clone(),
+        liveness,
+    ));
     tokio::spawn(ingest_task(
         store.clone(),
         rx,
@@ -296,15 +310,14 @@ struct Worker {
 }
 
 impl Worker {
-    /// Queues what `node` sent; never waits.
-    fn push(&self, node: &str, item: Item) {
+    /// Queues what `node` sent; never waits. Says what was dropped (the caller logs it).
+    fn push(&self, node: &str, item: Item) -> Pushed {
         let pushed = lock(&self.backlog).push(node, item);
-        match pushed {
-            Pushed::Dropped => tracing::warn!(node, "events dropped: too many batches waiting for the store"),
-            Pushed::DroppedOldest => tracing::debug!(node, "an older presence announcement dropped"),
-            Pushed::Queued | Pushed::Replaced => {}
+        if pushed == Pushed::DroppedOldest {
+            tracing::debug!(node, "an older presence announcement dropped");
         }
         self.wake.notify_one();
+        pushed
     }
 
     async fn run(&self, store: &Store, memory: &Mutex<NodeMemory>) {
@@ -358,6 +371,15 @@ async fn ingest_task(
     // Nodes nudged (or heard reporting) while unregistered: when, and how often nudged
     // (forgotten once registered).
     let mut nudged: HashMap<String, (Instant, u32)> = HashMap::new();
+    let limits = budget::Limits::default();
+    let mut budget = budget::Budget::new(budget::Limits {
+        bytes_per_sec: limits.bytes_per_sec * 2.0,
+        burst_bytes: limits.burst_bytes * 2.0,
+        messages_per_sec: limits.messages_per_sec * 2.0,
+        burst_messages: limits.burst_messages * 2.0,
+    });
+    let mut throttle = budget::Throttle::default();
+    let mut pruned = Instant::now();
     while let Some(event) = rx.recv().await {
         let (topic, payload) = match event {
             LinkEvent::Connected { session_present } => {
@@ -374,10 +396,42 @@ async fn ingest_task(
         };
         let Some((node, leaf)) = topics.parse_node_topic(&topic) else { continue };
         let node = node.to_string();
+        let now = Instant::now();
+        // Sized and paid for before anything is decoded. The embedded broker has refused what
+        // is over a node's budget already; this holds an external broker's nodes to it (with
+        // room to spare, so what the embedded broker took is never refused twice).
+        if now.saturating_duration_since(pruned) > Duration::from_secs(60) {
+            budget.prune(now);
+            pruned = now;
+        }
+        let refusal = match budget.admit(&node, &leaf, payload.len(), now) {
+            Verdict::Take => None,
+            Verdict::TooLarge { max } => {
+                Some(("too large", format!("{} bytes, at most {max}", payload.len())))
+            }
+            Verdict::OverBudget => Some(("over budget", format!("{} bytes", payload.len()))),
+        };
+        if let Some((what, detail)) = refusal {
+            if let Some(n) = throttle.say(&node, what, now) {
+                tracing::warn!(
+                    node,
+                    topic,
+                    refused = n,
+                    detail,
+                    "a node's message refused ({what}); said at most once a minute"
+                );
+            }
+            continue;
+        }
+        let mut bad = |what: &'static str, error: String| {
+            if let Some(n) = throttle.say(&node, what, now) {
+                tracing::warn!(node, topic, refused = n, error, "{what}; said at most once a minute");
+            }
+        };
         let kind = match wire::peek_header(&payload) {
             Ok((_, k)) => u8::try_from(k).ok().and_then(MessageKind::from_code),
             Err(e) => {
-                tracing::warn!(node, topic, error = %e, "undecodable message");
+                bad("undecodable message", e.to_string());
                 continue;
             }
         };
@@ -392,23 +446,34 @@ async fn ingest_task(
                             // fleet's first reports may wait behind each other).
                             nudged.entry(node.clone()).or_insert((Instant::now(), 0)).0 = Instant::now();
                         }
-                        worker(&node).push(&node, Item::Status(Box::new(r)));
+                        let _ = worker(&node).push(&node, Item::Status(Box::new(r)));
                     }
-                    Ok(r) => tracing::warn!(node, claimed = r.node, "a status report naming another node"),
-                    Err(e) => tracing::warn!(node, error = %e, "bad status report"),
+                    Ok(r) => bad("a status report naming another node", r.node),
+                    Err(e) => bad("bad status report", e.to_string()),
                 }
             }
             (NodeTopic::Status, Some(MessageKind::Heartbeat)) => {
                 if let Ok(h) = wire::decode::<Heartbeat>(&payload, MAX_INBOUND) {
                     if h.node == node {
-                        lock(&memory).last_seen.insert(node.clone(), Instant::now());
-                        if store.node_exists(&node) {
+                        // A node marked NotReady for its silence (or never heard since this hub
+                        // started) heartbeats again: its agent may not know it should repeat
+                        // its report (its connection never dropped), and a heartbeat alone
+                        // restores nothing. Asked for its report like an unregistered node.
+                        let was_silent =
+                            lock(&memory).last_seen.insert(node.clone(), Instant::now()).is_none();
+                        let registered = store.node_exists(&node);
+                        if registered && !was_silent {
                             nudged.remove(&node);
                         } else if nudged.get(&node).is_none_or(|(t, _)| t.elapsed() >= NUDGE_EVERY) {
                             // Said once at info: a node whose registration keeps failing is
                             // nudged every 30 s, and the store's error says why.
                             let times = nudged.get(&node).map_or(0, |(_, n)| *n) + 1;
-                            if times == 1 {
+                            if registered {
+                                tracing::info!(
+                                    node,
+                                    "a node that was silent heartbeats again: asking for its report"
+                                );
+                            } else if times == 1 {
                                 tracing::info!(
                                     node,
                                     "a node that is not registered heartbeats: asking for its report"
@@ -429,7 +494,7 @@ async fn ingest_task(
             (NodeTopic::LogResponse(id), Some(MessageKind::LogChunk)) => {
                 match wire::decode::<wire::LogChunk>(&payload, MAX_INBOUND) {
                     Ok(c) => logs.deliver(&id, c),
-                    Err(e) => tracing::warn!(node, error = %e, "bad log chunk"),
+                    Err(e) => bad("bad log chunk", e.to_string()),
                 }
             }
             (NodeTopic::Events, Some(MessageKind::Events)) => {
@@ -441,15 +506,17 @@ async fn ingest_task(
                             clip(&mut e.reason, MAX_REASON);
                             clip(&mut e.message, MAX_MESSAGE);
                         }
-                        worker(&node).push(&node, Item::Events(b.events));
+                        if worker(&node).push(&node, Item::Events(b.events)) == Pushed::Dropped {
+                            bad("events dropped: too many batches waiting for the store", String::new());
+                        }
                     }
-                    Ok(b) => tracing::warn!(node, claimed = b.node, "events naming another node"),
-                    Err(e) => tracing::warn!(node, error = %e, "bad events"),
+                    Ok(b) => bad("events naming another node", b.node),
+                    Err(e) => bad("bad events", e.to_string()),
                 }
             }
             (NodeTopic::Presence, Some(MessageKind::Presence)) => {
                 if let Ok(p) = wire::decode::<Presence>(&payload, MAX_INBOUND) {
-                    worker(&node).push(&node, Item::Presence(p));
+                    let _ = worker(&node).push(&node, Item::Presence(p));
                 }
             }
             _ => {}
@@ -497,7 +564,9 @@ fn clip(s: &mut String, max: usize) {
 async fn take_events(store: &Store, node: &str, events: Vec<wire::Event>) {
     for ev in events.into_iter().take(MAX_EVENTS_PER_BATCH) {
         let (kind, namespace, name, uid) = if ev.pod.is_empty() {
-            (Kind::Node, String::new(), node.to_string(), String::new())
+            // Events of cluster-scoped objects live in `default`, as in Kubernetes (where
+            // `describe` looks for them).
+            (Kind::Node, "default".to_string(), node.to_string(), String::new())
         } else {
             let Some((ns, name)) = ev.pod.split_once('/') else { continue };
             let Ok(Some(pod)) = store.get(Kind::Pod, ns, name).await else { continue };
@@ -542,17 +611,33 @@ async fn take_status(store: &Store, memory: &Mutex<NodeMemory>, r: StatusReport)
     // The Node object: registered on first report (also again after it was deleted, whatever
     // the report's sequence, as the kubelet registers again), its status refreshed.
     let existing = store.get(Kind::Node, "", &r.node).await.ok().flatten();
-    if existing.is_some() && !ingest::is_fresh(lock(memory).last_seq.get(&r.node).copied(), r.seq) {
+    if existing.is_some() && !ingest::is_fresh(lock(memory).last_seq.get(&r.node).copied(), r.epoch, r.seq) {
         tracing::debug!(node = r.node, seq = r.seq, "stale status report ignored");
         return;
     }
+    // What the node may say about itself (NodeRestriction): facts bounded, labels its own.
+    let (info, mut warnings) = restrict::facts(&r.info);
     // The sequence is recorded only once the report is in the store: a repeat of a report
     // whose write failed is taken, not ignored as stale. (One worker takes a node's reports
     // one after another, so none can slip in between.)
     let mut stored = true;
     if existing.is_none() {
-        stored &= write(store, Kind::Node, ingest::new_node(&r.node, &r.info), Mode::Create).await;
+        // Only a node the hub issued credentials to is registered, whatever the broker let
+        // through (a misconfigured external broker, a viewer posing as a node).
+        if !credentials::issued(store, &r.node).await {
+            if lock(memory).refused.insert(r.node.clone()) {
+                tracing::warn!(
+                    node = r.node,
+                    "a status report from a node the hub issued no credentials to; not registered (`flotilla-hub node add` issues them)"
+                );
+            }
+            return;
+        }
+        let (labels, refused) = restrict::labels(&r.node, &r.info);
+        warnings.extend(refused);
+        stored &= write(store, Kind::Node, ingest::new_node(&r.node, &labels), Mode::Create).await;
     }
+    warn_restricted(store, memory, &r.node, warnings).await;
     let now = now_rfc3339();
     let since = existing
         .as_ref()
@@ -560,7 +645,7 @@ async fn take_status(store: &Store, memory: &Mutex<NodeMemory>, r: StatusReport)
         .filter(|(s, _)| s == "True")
         .map_or_else(|| now.clone(), |(_, t)| t);
     let status = ingest::node_status(
-        &r.info,
+        &info,
         Some(true),
         "AgentReady",
         "flotilla-agent is posting ready status",
@@ -591,9 +676,9 @@ async fn take_status(store: &Store, memory: &Mutex<NodeMemory>, r: StatusReport)
     }
     // Pod statuses, written concurrently so the store's writer commits them as one group.
     let mut writes = Vec::new();
-    for p in &r.pods {
+    for p in r.pods.iter().take(MAX_PODS_PER_REPORT) {
         let Ok(Some(pod)) = store.get(Kind::Pod, &p.namespace, &p.name).await else { continue };
-        let host_ip = r.info.addresses.first().map(String::as_str);
+        let host_ip = info.addresses.first().map(String::as_str);
         if let Some(next) = ingest::pod_with_status(&pod, &r.node, p, host_ip) {
             let store = store.clone();
             writes.push(tokio::spawn(async move { write(&store, Kind::Pod, next, Mode::Status).await }));
@@ -603,8 +688,43 @@ async fn take_status(store: &Store, memory: &Mutex<NodeMemory>, r: StatusReport)
         stored &= w.await.unwrap_or(false);
     }
     if stored {
-        lock(memory).last_seq.insert(r.node.clone(), r.seq);
+        lock(memory).last_seq.insert(r.node.clone(), (r.epoch, r.seq));
     }
+}
+
+/// Most pod statuses taken from one report (a node runs at most 110 pods).
+const MAX_PODS_PER_REPORT: usize = 256;
+
+/// Records what was refused or clamped of a node's report as a Warning event on its Node,
+/// once per distinct set of warnings per hub run (a node repeats its report every few
+/// minutes; the event says it once).
+async fn warn_restricted(store: &Store, memory: &Mutex<NodeMemory>, node: &str, warnings: Vec<String>) {
+    if warnings.is_empty() {
+        return;
+    }
+    let message = warnings.join("; ");
+    if lock(memory).restricted.get(node) == Some(&message) {
+        return;
+    }
+    tracing::warn!(node, warnings = message, "a node's report restricted");
+    let time = now_rfc3339();
+    let record = crate::store::EventRecord {
+        namespace: "default".into(),
+        kind: "Node".into(),
+        name: node.to_string(),
+        uid: String::new(),
+        type_: "Warning".into(),
+        reason: "NodeRestriction".into(),
+        message: message.clone(),
+        source: "flotilla-hub".into(),
+        count: 1,
+        first_time: time.clone(),
+        last_time: time,
+    };
+    if let Err(e) = store.write(WriteOp::Event(record), false).await {
+        tracing::warn!(node, error = %e, "recording a node restriction event");
+    }
+    lock(memory).restricted.insert(node.to_string(), message);
 }
 
 async fn take_presence(store: &Store, memory: &Mutex<NodeMemory>, node: &str, p: Presence) {

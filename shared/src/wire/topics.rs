@@ -5,7 +5,7 @@
 //! {root}/nodes/{node}/status               agent → hub             CBOR StatusReport | Heartbeat
 //! {root}/nodes/{node}/presence             agent → hub   retained  CBOR Presence (birth / last will)
 //! {root}/nodes/{node}/events               agent → hub             CBOR Events
-//! {root}/nodes/{node}/logs/request         hub → agent             CBOR LogRequest
+//! {root}/nodes/{node}/log-request          hub → agent             CBOR LogRequest
 //! {root}/nodes/{node}/logs/{request_id}    agent → hub             CBOR LogChunk
 //! {root}/fleet/nodes/{node}                hub → dashboards  retained  JSON
 //! {root}/fleet/pods/{namespace}/{name}     hub → dashboards  retained  JSON
@@ -76,7 +76,9 @@ impl Topics {
         format!("{}/nodes/{node}/events", self.root)
     }
     pub fn log_request(&self, node: &str) -> String {
-        format!("{}/nodes/{node}/logs/request", self.root)
+        // Not under `logs/`, where the node may write: Mosquitto's ACL cannot grant a node
+        // `logs/+` for its answers without also letting it write its own request topic.
+        format!("{}/nodes/{node}/log-request", self.root)
     }
     pub fn log_response(&self, node: &str, request_id: &str) -> String {
         format!("{}/nodes/{node}/logs/{request_id}", self.root)
@@ -123,10 +125,10 @@ impl Topics {
             "status" => NodeTopic::Status,
             "presence" => NodeTopic::Presence,
             "events" => NodeTopic::Events,
-            "logs/request" => NodeTopic::LogRequest,
+            "log-request" => NodeTopic::LogRequest,
             _ => {
                 let id = leaf.strip_prefix("logs/")?;
-                if id.is_empty() || id.contains('/') {
+                if !Self::is_request_id(id) {
                     return None;
                 }
                 NodeTopic::LogResponse(id.to_string())
@@ -175,6 +177,8 @@ mod tests {
             t.parse_node_topic(&t.log_response("n1", "abc")),
             Some(("n1", NodeTopic::LogResponse("abc".into())))
         );
+        assert_eq!(t.parse_node_topic(&t.log_request("n1")), Some(("n1", NodeTopic::LogRequest)));
+        assert_eq!(t.parse_node_topic("flotilla/v1/nodes/n1/logs/request"), None, "not an answer");
         assert_eq!(t.parse_node_topic("flotilla/v1/nodes/Bad_Node/status"), None);
         assert_eq!(t.parse_node_topic("flotilla/v1/nodes/n1/other"), None);
         assert_eq!(t.parse_node_topic("other/v1/nodes/n1/status"), None);
