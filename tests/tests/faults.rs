@@ -11,6 +11,10 @@
 //! - The agent's state directory full (a small tmpfs filled to the last byte): the node reports
 //!   DiskPressure, the agent and its running pod carry on, a pod sent meanwhile runs once space
 //!   returns, and the condition clears.
+//! - A node whose link drops and returns with nothing changed meanwhile (the agent frozen for
+//!   50 s, frozen again with its disk full, its session taken over): Ready again within 20 s of
+//!   the link's return each time. (The agent used to repeat its last report under the same
+//!   number, which the hub dropped as stale, so Ready waited for the next change.)
 //! - The agent's wall clock jumping a year ahead, then two years back (libfaketime, its
 //!   monotonic clocks left alone, as a real clock step leaves them): no crash, the node stays
 //!   Ready (heartbeats), its pod is not restarted and new pods still start.
@@ -253,6 +257,92 @@ fn a_full_disk_is_reported_and_survived() {
     ok(hub.cli(&["delete", "pod", "steady", "late"], None));
     wait("every pod gone", &hub, &nodes, || pods(&hub).is_empty());
     drop(nodes);
+}
+
+/// Stops or continues a process.
+fn signal(pid: u32, sig: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig).expect("kill");
+}
+
+/// Waits until node-a is NotReady, then lets the agent run again and returns when it did.
+fn frozen_until_not_ready(hub: &Hub, nodes: &[flotilla_tests::fleet::Node], what: &str) -> Instant {
+    let pid = nodes[0].agent.as_ref().unwrap().child.id();
+    signal(pid, nix::sys::signal::Signal::SIGSTOP);
+    let frozen = Instant::now();
+    wait(&format!("node-a NotReady while frozen ({what})"), hub, nodes, || !ready(hub, "node-a"));
+    // The freeze lasts 50 s in all: the broker has long given up on the connection.
+    if let Some(rest) = Duration::from_secs(50).checked_sub(frozen.elapsed()) {
+        std::thread::sleep(rest);
+    }
+    signal(pid, nix::sys::signal::Signal::SIGCONT);
+    Instant::now()
+}
+
+/// Asserts node-a is Ready again within 20 s of `since`.
+fn ready_within_20s(hub: &Hub, nodes: &[flotilla_tests::fleet::Node], since: Instant, what: &str) {
+    wait(&format!("node-a Ready again ({what})"), hub, nodes, || ready(hub, "node-a"));
+    let took = since.elapsed();
+    assert!(
+        took <= Duration::from_secs(20),
+        "Ready {took:?} after the link returned ({what}); the bound is 20 s"
+    );
+}
+
+#[test]
+fn a_node_whose_link_returns_is_ready_again_within_20_s() {
+    if !root() {
+        return;
+    }
+    let tmp = flotilla_tests::tempdir();
+    let disk = Tmpfs::mount(&tmp.path().join("node-a-state"), "64m");
+    // A grace short enough for the freezes to show (heartbeats come every 10 s).
+    let (hub, mut nodes) = fleet(tmp.path(), &["node-a"], &["--node-grace-seconds", "20"]);
+    nodes[0].start();
+    wait("node-a Ready", &hub, &nodes, || ready(&hub, "node-a"));
+    ok(hub.cli(&["apply", "-f", "-"], Some(pinned_pod("steady", "node-a").as_bytes())));
+    wait("steady Running", &hub, &nodes, || pods(&hub).get("steady").is_some_and(|p| p.2 == "Running"));
+    let uid = pods(&hub)["steady"].0.clone();
+    let pid = container_pid(&nodes[0].state, &uid, "main").expect("steady's container");
+
+    // Frozen for 50 s: the broker drops the connection and publishes the will.
+    let back = frozen_until_not_ready(&hub, &nodes, "a 50 s freeze");
+    ready_within_20s(&hub, &nodes, back, "after a 50 s freeze");
+
+    // The same with the disk full meanwhile: nothing the agent could write is needed.
+    let fill = disk.0.join("fill");
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", &format!("of={}", fill.display()), "bs=1M"])
+        .stderr(std::process::Stdio::null())
+        .status();
+    let back = frozen_until_not_ready(&hub, &nodes, "a full disk");
+    ready_within_20s(&hub, &nodes, back, "after a freeze with the disk full");
+    std::fs::remove_file(&fill).unwrap();
+
+    // The session taken over by a client with the node's own credentials and client id: the
+    // agent is cut off and reconnects (after its back-off).
+    let port = mqtt_port(&hub);
+    let kicked = Command::new("mosquitto_sub")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-u", "node-a", "-P", &nodes[0].password()])
+        .args([
+            "-i",
+            "node-a",
+            "-t",
+            "flotilla/v1/nodes/node-a/desired",
+            "-C",
+            "1",
+            "-W",
+            "2",
+            "-V",
+            "mqttv5",
+        ])
+        .output()
+        .expect("mosquitto_sub");
+    assert!(kicked.status.success(), "the takeover: {}", String::from_utf8_lossy(&kicked.stderr));
+    ready_within_20s(&hub, &nodes, Instant::now(), "after a session takeover");
+    assert_eq!(container_pid(&nodes[0].state, &uid, "main"), Some(pid), "steady was never restarted");
+    assert!(alive(pid));
+    ok(hub.cli(&["delete", "pod", "steady"], None));
+    wait("every pod gone", &hub, &nodes, || pods(&hub).is_empty());
 }
 
 /// libfaketime's preload library, where Debian installs it.

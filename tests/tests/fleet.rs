@@ -8,6 +8,12 @@
 //! persisted snapshot; on Mosquitto, node credentials cannot read or write another node's
 //! topics, old and duplicate snapshots change nothing, and a broker restart that loses every
 //! retained message re-syncs every node without restarting a container.
+//! On both brokers, what an attacker tried (`attacks`): a dashboard viewer can neither publish
+//! as a node nor read the desired state (and Secrets) of a node named like it; the hub never
+//! registers a node it issued no credentials to; a node's claims of another node's hostname,
+//! of absurd capacity and of a huge label set are refused or clamped with a warning event; and
+//! a burst of 300 maximum-size event batches from one node keeps the hub below 300 MB while
+//! the other nodes stay Ready.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -154,6 +160,9 @@ fn two_hosts_through_the_embedded_broker() {
     wait("both nodes Ready", &hub, &nodes, || ready(&hub, "node-a") && ready(&hub, "node-b"));
     let placed = deploy(&hub, &nodes);
     check_fleet_topics(&hub, &nodes, port, &placed, &tmp.path().join("grafana.json"));
+    let attacker = tmp.path().join("node-x.json");
+    ok(hub.cli(&["node", "add", "node-x", "-o", attacker.to_str().unwrap()], None));
+    attacks(&hub, &nodes, port, &tmp.path().join("grafana.json"), &attacker, None);
 
     // A power cut on node-a while the hub is unreachable: agent, shims, containers and the run
     // directory are gone. The agent comes back and runs its persisted desired state.
@@ -304,6 +313,240 @@ fn publish(port: u16, user: &str, password: &str, topic: &str, payload: &Path, r
     let _ = cmd.output().unwrap();
 }
 
+/// Credentials (user, password) from a `node add` or `viewer add` file.
+fn creds(file: &Path) -> (String, String) {
+    let v: Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+    let user = v["username"].as_str().or(v["node"].as_str()).unwrap().to_string();
+    (user, v["password"].as_str().unwrap().to_string())
+}
+
+/// `mosquitto_pub` (MQTT 5) with `client_id` (a node must use its own name): whether the
+/// broker refused the publish (`Not authorized`).
+fn publish_as(
+    port: u16,
+    user: &str,
+    password: &str,
+    client_id: Option<&str>,
+    topic: &str,
+    payload: &Path,
+) -> bool {
+    let mut cmd = Command::new("mosquitto_pub");
+    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-u", user, "-P", password, "-q", "1"]).args([
+        "-t",
+        topic,
+        "-f",
+        payload.to_str().unwrap(),
+        "-V",
+        "mqttv5",
+    ]);
+    if let Some(id) = client_id {
+        cmd.args(["-i", id]);
+    }
+    let out = cmd.output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr).to_lowercase();
+    said.contains("not authorized") || said.contains("not authorised")
+}
+
+/// The hub process's resident memory in MB.
+fn rss_mb(hub: &Hub) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", hub.child.id())).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0, |kb| kb / 1024)
+}
+
+/// A status report from `node` (a device with credentials but no agent, played by the test).
+fn report(node: &str, info: NodeInfo) -> StatusReport {
+    StatusReport {
+        node: node.into(),
+        seq: 1,
+        observed_generation: 0,
+        time_ms: 0,
+        info,
+        conditions: vec![],
+        pods: vec![],
+        epoch: 42,
+    }
+}
+
+/// Lets a user write a topic the hub's rules would not give it (user, topic).
+type Misconfigure<'a> = dyn Fn(&str, &str) + 'a;
+
+/// What an attacker tried, on either broker. `viewer` is a dashboard user's credentials file,
+/// `attacker` a node's (with no agent). `misconfigure`, where the broker can be misconfigured
+/// (Mosquitto's ACL file), lets `attacker` write to `topic`, as a broker set up by hand might.
+fn attacks(
+    hub: &Hub,
+    nodes: &[Node],
+    port: u16,
+    viewer: &Path,
+    attacker: &Path,
+    misconfigure: Option<&Misconfigure<'_>>,
+) {
+    let tmp = flotilla_tests::tempdir();
+    let (viewer, viewer_pw) = creds(viewer);
+    let (attacker, attacker_pw) = creds(attacker);
+
+    // A viewer posing as a node of its own name: its report is refused by the broker, and the
+    // desired state the hub keeps for that name (a pod pinned there, with a Secret) is not
+    // readable with its credentials.
+    let secret_pod = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: lure}}\nstringData: {{token: s3cret-for-{viewer}}}\n---\n{}",
+        pinned_pod("lure", &viewer).replace(
+            "    command:",
+            "    env: [{name: T, valueFrom: {secretKeyRef: {name: lure, key: token}}}]\n    command:"
+        )
+    );
+    ok(hub.cli(&["apply", "-f", "-"], Some(secret_pod.as_bytes())));
+    let forged = tmp.path().join("viewer-report.cbor");
+    std::fs::write(&forged, wire::encode(&report(&viewer, NodeInfo::default()))).unwrap();
+    let status_topic = format!("flotilla/v1/nodes/{viewer}/status");
+    assert!(
+        publish_as(port, &viewer, &viewer_pw, None, &status_topic, &forged),
+        "the viewer's report was taken"
+    );
+    let desired_topic = format!("flotilla/v1/nodes/{viewer}/desired");
+    // The snapshot with the Secret is there to be read (the hub says it published it).
+    let published = format!("node=\"{viewer}\"");
+    wait("the lure's snapshot published", hub, nodes, || {
+        hub.log_text().lines().any(|l| l.contains("published the desired state") && l.contains(&published))
+    });
+    assert_eq!(
+        sub_one(port, &viewer, &viewer_pw, "dash", &desired_topic),
+        None,
+        "the viewer read a node's desired state"
+    );
+    assert!(get_json(hub, &["get", "node", &viewer, "-o", "json"]).is_none(), "the viewer became a node");
+
+    // A report for a name the hub issued no credentials to, let through by a misconfigured
+    // broker: never registered.
+    if let Some(misconfigure) = misconfigure {
+        misconfigure(&attacker, "flotilla/v1/nodes/ghost-x/status");
+        let ghost = tmp.path().join("ghost.cbor");
+        std::fs::write(&ghost, wire::encode(&report("ghost-x", NodeInfo::default()))).unwrap();
+        let topic = "flotilla/v1/nodes/ghost-x/status";
+        assert!(
+            !publish_as(port, &attacker, &attacker_pw, Some(&attacker), topic, &ghost),
+            "not let through"
+        );
+        wait("the hub refuses ghost-x", hub, nodes, || {
+            hub.log_text().lines().any(|l| l.contains("issued no credentials") && l.contains("ghost-x"))
+        });
+        assert!(get_json(hub, &["get", "node", "ghost-x", "-o", "json"]).is_none(), "ghost-x was registered");
+    }
+
+    // A node claiming another node's hostname, absurd capacity and a 550 KB label set.
+    let mut labels: std::collections::BTreeMap<String, String> =
+        (0..5000).map(|i| (format!("attack.example.com/l{i:05}"), "v".repeat(80))).collect();
+    labels.insert("kubernetes.io/hostname".into(), "node-a".into());
+    let info = NodeInfo {
+        arch: "amd64".into(),
+        os: "linux".into(),
+        cpus: u32::MAX,
+        memory_bytes: u64::MAX,
+        labels,
+        ..NodeInfo::default()
+    };
+    let claim = tmp.path().join("claim.cbor");
+    let bytes = wire::encode(&report(&attacker, info));
+    assert!(bytes.len() > 500_000, "{} bytes", bytes.len());
+    std::fs::write(&claim, bytes).unwrap();
+    let own_status = format!("flotilla/v1/nodes/{attacker}/status");
+    assert!(
+        !publish_as(port, &attacker, &attacker_pw, Some(&attacker), &own_status, &claim),
+        "a node's own report refused"
+    );
+    wait("the attacker registered", hub, nodes, || {
+        get_json(hub, &["get", "node", &attacker, "-o", "json"]).is_some()
+    });
+    let node = get_json(hub, &["get", "node", &attacker, "-o", "json"]).unwrap();
+    let labels = node["metadata"]["labels"].as_object().unwrap();
+    assert_eq!(labels["kubernetes.io/hostname"], attacker.as_str(), "the hub owns the hostname label");
+    assert!(labels.len() <= 64 + 5, "{} labels kept", labels.len());
+    assert_eq!(node["status"]["capacity"]["cpu"], "1024", "{}", node["status"]);
+    let described = ok(hub.cli(&["describe", "node", &attacker], None));
+    assert!(described.contains("NodeRestriction"), "no warning event:\n{described}");
+
+    // A burst of 300 maximum-size event batches (what the broker's packet limit lets through)
+    // and 300 of the largest size the events topic takes: the hub stays small, the other
+    // nodes Ready.
+    let big = |size: usize| {
+        let event = wire::Event {
+            seq: 1,
+            time_ms: 0,
+            warning: true,
+            reason: "Flood".into(),
+            message: "x".repeat(size),
+            pod: String::new(),
+            container: String::new(),
+        };
+        wire::encode(&wire::Events { node: attacker.clone(), events: vec![event] })
+    };
+    let (huge, largest) = (big(wire::DEFAULT_MAX_PAYLOAD - 1024), big((256 << 10) - 1024));
+    let before = rss_mb(hub);
+    let peak = std::sync::atomic::AtomicU64::new(before);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                peak.fetch_max(rss_mb(hub), std::sync::atomic::Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            use rumqttc::v5::mqttbytes::v5::Packet;
+            use rumqttc::v5::{AsyncClient, Event};
+            let cfg = flotilla_link::LinkConfig {
+                url: format!("mqtt://127.0.0.1:{port}").parse().unwrap(),
+                client_id: attacker.clone(),
+                username: attacker.clone(),
+                password: attacker_pw.clone(),
+                ca_pem: None,
+                keep_alive: Duration::from_secs(30),
+                subscriptions: vec![],
+                will: None,
+                max_packet: (wire::DEFAULT_MAX_PAYLOAD + 64 * 1024) as u32,
+            };
+            let (client, mut ev) = AsyncClient::new(flotilla_link::mqtt_options(&cfg).unwrap(), 8);
+            let topic = format!("flotilla/v1/nodes/{attacker}/events");
+            let (huge, largest) = (huge.clone(), largest.clone());
+            let flood = tokio::spawn(async move {
+                for payload in std::iter::repeat_n(huge, 300).chain(std::iter::repeat_n(largest, 300)) {
+                    let qos = rumqttc::v5::mqttbytes::QoS::AtLeastOnce;
+                    client.publish(topic.clone(), qos, false, payload).await.unwrap();
+                }
+            });
+            // Every publish answered (taken or refused) by the broker: the flood is delivered.
+            let mut acked = 0;
+            while acked < 600 {
+                match tokio::time::timeout(Duration::from_secs(60), ev.poll()).await {
+                    Ok(Ok(Event::Incoming(Packet::PubAck(_)))) => acked += 1,
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => panic!("the flooding connection ended after {acked} answers: {e}"),
+                    Err(_) => panic!("no answer from the broker for 60 s after {acked} publishes"),
+                }
+            }
+            flood.await.unwrap();
+        });
+        // The hub has taken what it was sent once it answers again and its nodes are Ready.
+        wait("the other nodes Ready after the flood", hub, nodes, || {
+            nodes.iter().all(|n| ready(hub, &n.name))
+        });
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    let (peak, after) = (peak.into_inner(), rss_mb(hub));
+    eprintln!("hub RSS: {before} MB before the flood, peak {peak} MB, {after} MB after");
+    assert!(
+        peak < 300 && after < 300,
+        "hub RSS {before} MB before, peak {peak} MB, {after} MB after: the bound is 300 MB"
+    );
+    ok(hub.cli(&["delete", "pod", "lure"], None));
+    ok(hub.cli(&["delete", "secret", "lure"], None));
+}
+
 #[test]
 fn two_hosts_through_mosquitto() {
     if !root() {
@@ -334,7 +577,10 @@ fn two_hosts_through_mosquitto() {
     assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
     assert!(String::from_utf8_lossy(&first.stderr).contains("only the hub's user was written"));
     let acl = std::fs::read_to_string(mq.join("acl")).unwrap();
-    assert!(acl.contains("pattern read flotilla/v1/nodes/%u/desired") && !acl.contains("%c"), "{acl}");
+    assert!(
+        acl.contains("user flotilla-hub\n") && !acl.contains("\npattern ") && !acl.contains("%c"),
+        "{acl}"
+    );
     let broker = Mosquitto::start(&mq);
 
     let url = format!("mqtt://127.0.0.1:{port}");
@@ -406,6 +652,7 @@ fn two_hosts_through_mosquitto() {
         info: NodeInfo { os_image: "FORGED".into(), ..NodeInfo::default() },
         conditions: vec![],
         pods: vec![],
+        epoch: 1,
     };
     let forged_file = tmp.path().join("forged.cbor");
     std::fs::write(&forged_file, wire::encode(&forged)).unwrap();
@@ -432,7 +679,7 @@ fn two_hosts_through_mosquitto() {
     };
     let heartbeat = |node: &str, password: &str| {
         let beat = tmp.path().join(format!("{node}-heartbeat.cbor"));
-        let hb = wire::Heartbeat { node: node.into(), seq: 1, observed_generation: 0, time_ms: 0 };
+        let hb = wire::Heartbeat { node: node.into(), seq: 1, observed_generation: 0, time_ms: 0, epoch: 1 };
         std::fs::write(&beat, wire::encode(&hb)).unwrap();
         publish(port, node, password, &format!("flotilla/v1/nodes/{node}/status"), &beat, false);
     };
@@ -525,5 +772,13 @@ fn two_hosts_through_mosquitto() {
         "a container restarted\n{}",
         std::fs::read_to_string(&broker.log).unwrap_or_default()
     );
+    let misconfigure = |user: &str, topic: &str| {
+        let acl = mq.join("acl");
+        let mut text = std::fs::read_to_string(&acl).unwrap();
+        text.push_str(&format!("\nuser {user}\ntopic write {topic}\n"));
+        std::fs::write(&acl, text).unwrap();
+        broker.reload();
+    };
+    attacks(&hub, &nodes, port, &viewer_file, &ghost, Some(&misconfigure));
     remove(&hub, &nodes, &placed);
 }
