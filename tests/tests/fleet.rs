@@ -347,6 +347,43 @@ fn publish_as(
     said.contains("not authorized") || said.contains("not authorised")
 }
 
+/// Publishes one message at QoS 1 with a client that would send any size: the broker's
+/// answer (`Ok` with the PUBACK's reason), or how the connection ended.
+fn publish_raw(
+    port: u16,
+    user: &str,
+    password: &str,
+    topic: &str,
+    payload: Vec<u8>,
+) -> Result<String, String> {
+    use rumqttc::v5::mqttbytes::v5::Packet;
+    use rumqttc::v5::{AsyncClient, Event};
+    let cfg = flotilla_link::LinkConfig {
+        url: format!("mqtt://127.0.0.1:{port}").parse().unwrap(),
+        client_id: user.into(),
+        username: user.into(),
+        password: password.into(),
+        ca_pem: None,
+        keep_alive: Duration::from_secs(30),
+        subscriptions: vec![],
+        will: None,
+        max_packet: u32::MAX,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let (client, mut ev) = AsyncClient::new(flotilla_link::mqtt_options(&cfg).unwrap(), 8);
+        client.publish(topic, rumqttc::v5::mqttbytes::QoS::AtLeastOnce, false, payload).await.unwrap();
+        loop {
+            match tokio::time::timeout(Duration::from_secs(30), ev.poll()).await {
+                Ok(Ok(Event::Incoming(Packet::PubAck(a)))) => return Ok(format!("{:?}", a.reason)),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(e.to_string()),
+                Err(_) => return Err("no answer within 30 s".into()),
+            }
+        }
+    })
+}
+
 /// The hub process's resident memory in MB.
 fn rss_mb(hub: &Hub) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{}/status", hub.child.id())).unwrap_or_default();
@@ -435,6 +472,26 @@ fn attacks(
             hub.log_text().lines().any(|l| l.contains("issued no credentials") && l.contains("ghost-x"))
         });
         assert!(get_json(hub, &["get", "node", "ghost-x", "-o", "json"]).is_none(), "ghost-x was registered");
+    }
+
+    // A node writing its own inbound log request topic (it would serve itself requests): refused.
+    let request = tmp.path().join("request.cbor");
+    std::fs::write(&request, b"not a request").unwrap();
+    let request_topic = format!("flotilla/v1/nodes/{attacker}/log-request");
+    assert!(
+        publish_as(port, &attacker, &attacker_pw, Some(&attacker), &request_topic, &request),
+        "a node wrote its log-request topic"
+    );
+    // A 50 MB publish: over the broker's packet limit, refused with the connection.
+    match publish_raw(
+        port,
+        &attacker,
+        &attacker_pw,
+        &format!("flotilla/v1/nodes/{attacker}/events"),
+        vec![0; 50 << 20],
+    ) {
+        Ok(ack) => panic!("the broker took a 50 MB publish: {ack}"),
+        Err(e) => eprintln!("a 50 MB publish: {e}"),
     }
 
     // A node claiming another node's hostname, absurd capacity and a 550 KB label set.
