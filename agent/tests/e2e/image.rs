@@ -2,7 +2,7 @@
 //! `flotilla-agent image import` (OCI layout and `docker save`), listed and removed, and a
 //! container runs from the imported image on an overlay of its unpacked layers.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,9 +1,9 @@
 //! Golden CBOR vectors: the encoding of fixed sample messages is checked in under
 //! `tests/golden/`, so the wire format cannot drift unnoticed. After an intended format change
 //! (which needs a new envelope version), regenerate with `FLOTILLA_BLESS=1 cargo test -p
-//! flotilla-shared --test wire_golden`.
+//! flotilla-shared --test wire golden::`.
 
-mod samples;
+use crate::samples;
 
 use std::path::PathBuf;
 

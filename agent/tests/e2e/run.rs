@@ -4,7 +4,7 @@
 //! when it is back; removing a manifest stops its pod. Init containers run in order before the
 //! app containers; images no pod uses are garbage-collected.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

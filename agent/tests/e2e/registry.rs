@@ -3,7 +3,7 @@
 //! over plain HTTP (an allow-listed registry) before running it; a private registry's image is
 //! pulled with the pod's imagePullSecret and refused without it.
 
-mod common;
+use crate::common;
 
 use std::net::TcpListener;
 use std::path::Path;

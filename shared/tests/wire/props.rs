@@ -1,7 +1,7 @@
 //! Property tests for the wire format: every message type round-trips through its envelope,
 //! and no byte string (random, or a mutated valid payload) makes a decoder panic.
 
-mod samples;
+use crate::samples;
 
 use flotilla_shared::api::*;
 use flotilla_shared::wire::serde_bytes_compat::Bytes;
