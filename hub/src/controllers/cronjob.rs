@@ -12,25 +12,31 @@
 //! `MissingJob` events, and a newly created Job joins `status.active` next round (it has no uid
 //! before the store assigns one).
 
+use std::time::Duration;
+
+use flotilla_shared::api::Kind;
 use flotilla_shared::cron::Schedule;
 use serde_json::{json, Map, Value};
 
 use super::common::{int_at, name, namespace, owner_ref, rfc3339, str_at, uid, unix_seconds};
+use super::{Action, Controller, Lists};
 
 /// The annotation carrying a Job's schedule time (RFC 3339).
 pub const SCHEDULED_TIMESTAMP: &str = "batch.kubernetes.io/cronjob-scheduled-timestamp";
 
-/// What the controller wants done.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Action {
-    /// Create this Job (full Job JSON: apiVersion batch/v1, kind Job, metadata, spec).
-    CreateJob(Value),
-    /// Delete the CronJob's Job with this name (its pods go with it).
-    DeleteJob(String),
-    /// The CronJob's new status.
-    Status(Value),
-    /// An event on the CronJob.
-    Event { warning: bool, reason: &'static str, message: String },
+/// The CronJob controller's loop: Jobs on a schedule; checked every 5 s.
+pub struct CronJobs;
+
+impl Controller for CronJobs {
+    const KIND: Kind = Kind::CronJob;
+    const WATCHES: &'static [Kind] = &[Kind::CronJob, Kind::Job];
+    const LISTS: &'static [Kind] = &[Kind::Job];
+    const RESYNC: Duration = Duration::from_secs(5);
+    const SOURCE: &'static str = "cronjob-controller";
+
+    fn reconcile(cronjob: &Value, lists: &Lists, now: i64, _: &mut dyn FnMut() -> String) -> Vec<Action> {
+        reconcile(cronjob, lists.owned(Kind::Job, cronjob), now)
+    }
 }
 
 /// The Job's `Complete` or `Failed` condition with status True, if any.
@@ -108,7 +114,7 @@ fn new_job(cronjob: &Value, job_name: &str, t: i64) -> Value {
 
 fn deleted(job_name: &str) -> [Action; 2] {
     [
-        Action::DeleteJob(job_name.to_string()),
+        Action::delete(Kind::Job, job_name),
         Action::Event {
             warning: false,
             reason: "SuccessfulDelete",
@@ -169,7 +175,7 @@ pub fn reconcile(cronjob: &Value, jobs: &[Value], now: i64) -> Vec<Action> {
                     }
                     active.clear();
                 }
-                actions.push(Action::CreateJob(new_job(cronjob, &job_name, t)));
+                actions.push(Action::create(Kind::Job, new_job(cronjob, &job_name, t)));
                 actions.push(Action::Event {
                     warning: false,
                     reason: "SuccessfulCreate",
@@ -219,7 +225,7 @@ pub fn reconcile(cronjob: &Value, jobs: &[Value], now: i64) -> Vec<Action> {
         }
     }
     if old_status != Some(&status) && !(old_status.is_none() && status == json!({})) {
-        actions.push(Action::Status(status));
+        actions.push(Action::UpdateStatus(status));
     }
     actions
 }
@@ -292,10 +298,11 @@ mod tests {
         let mut out = Out::default();
         for a in reconcile(cj, jobs, now) {
             match a {
-                Action::CreateJob(j) => out.created.push(j),
-                Action::DeleteJob(n) => out.deleted.push(n),
+                Action::Create { object: j, .. } => out.created.push(j),
+                Action::Delete { name: n, .. } => out.deleted.push(n),
                 Action::Event { reason, .. } => out.events.push(reason),
-                Action::Status(s) => out.status = Some(s),
+                Action::UpdateStatus(s) => out.status = Some(s),
+                Action::Update { .. } => panic!("a CronJob updates no Job"),
             }
         }
         out
@@ -449,13 +456,13 @@ mod tests {
             }
             for a in actions {
                 match a {
-                    Action::CreateJob(mut j) => {
+                    Action::Create { object: mut j, .. } => {
                         j["metadata"]["uid"] = format!("uid-{}", T0 + 300).into();
                         jobs.push(j);
                     }
-                    Action::DeleteJob(n) => jobs.retain(|j| name(j) != n),
-                    Action::Status(s) => cj["status"] = s,
-                    Action::Event { .. } => {}
+                    Action::Delete { name: n, .. } => jobs.retain(|j| name(j) != n),
+                    Action::UpdateStatus(s) => cj["status"] = s,
+                    Action::Event { .. } | Action::Update { .. } => {}
                 }
             }
         }

@@ -12,23 +12,51 @@
 //! `nodeName`, status conditions and `collisionCount`. Deciding which nodes are eligible
 //! (selector, affinity, taints) is the caller's.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::common::{self, int_or_percent, is_available, is_ready, name, str_at};
+use flotilla_shared::api::{Kind, Pod};
 
-/// What the controller wants done.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Action {
-    /// Create this pod (full Pod JSON), already bound to its node (`spec.nodeName`).
-    Create(Value),
-    /// Delete the DaemonSet's pod with this name.
-    Delete(String),
-    /// The DaemonSet's new status.
-    Status(Value),
-    /// An event about the DaemonSet.
-    Event { warning: bool, reason: &'static str, message: String },
+use super::common::{self, int_or_percent, is_available, is_ready, name, str_at};
+use super::{Action, Controller, Lists};
+use crate::scheduler::{self, NodeView};
+
+/// The DaemonSet controller's loop: one pod per eligible node, also on nodes that join later.
+pub struct DaemonSets;
+
+impl Controller for DaemonSets {
+    const KIND: Kind = Kind::DaemonSet;
+    const WATCHES: &'static [Kind] = &[Kind::DaemonSet, Kind::Pod, Kind::Node];
+    const LISTS: &'static [Kind] = &[Kind::Pod, Kind::Node];
+    const RESYNC: Duration = Duration::from_secs(5);
+    const SOURCE: &'static str = "daemonset-controller";
+
+    fn reconcile(ds: &Value, lists: &Lists, now: i64, suffix: &mut dyn FnMut() -> String) -> Vec<Action> {
+        let pods = lists.owned(Kind::Pod, ds);
+        let running: HashSet<&str> = pods.iter().filter_map(common::node_of).collect();
+        let eligible = eligible_nodes(ds, &lists.nodes, &running);
+        reconcile(ds, pods, &eligible, now, suffix)
+    }
+}
+
+/// The nodes a DaemonSet's pods belong on; `running` are the nodes that already run one.
+fn eligible_nodes(ds: &Value, nodes: &[NodeView], running: &HashSet<&str>) -> Vec<String> {
+    let mut template = ds.pointer("/spec/template").cloned().unwrap_or(Value::Null);
+    if !template.is_object() {
+        return Vec::new();
+    }
+    template["spec"]["tolerations"] = pod_tolerations(&template);
+    let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": template.get("metadata").cloned().unwrap_or_else(|| serde_json::json!({})),
+        "spec": template.get("spec").cloned().unwrap_or_else(|| serde_json::json!({}))});
+    let Ok(pod) = serde_json::from_value::<Pod>(pod) else { return Vec::new() };
+    nodes
+        .iter()
+        .filter(|n| scheduler::daemon_fits(&pod, n, running.contains(n.name.as_str())))
+        .map(|n| n.name.clone())
+        .collect()
 }
 
 /// Key and effect of the tolerations Kubernetes gives every daemon pod (all `operator: Exists`).
@@ -97,7 +125,7 @@ pub fn reconcile(
     let mut create = |actions: &mut Vec<Action>, node: &str| {
         let pod = new_pod(ds, &template, &hash, node, &mut suffix);
         let message = format!("Created pod: {}", name(&pod));
-        actions.push(Action::Create(pod));
+        actions.push(Action::create(Kind::Pod, pod));
         actions.push(Action::Event { warning: false, reason: "SuccessfulCreate", message });
     };
 
@@ -233,7 +261,7 @@ pub fn reconcile(
     status.extend(computed.as_object().cloned().unwrap_or_default());
     let status = Value::Object(status);
     if status != current {
-        actions.push(Action::Status(status));
+        actions.push(Action::UpdateStatus(status));
     }
     actions
 }
@@ -250,8 +278,8 @@ fn sane_percent(v: &Value) -> Value {
 fn delete(actions: &mut Vec<Action>, pod: &Value) {
     let pod_name = name(pod).to_string();
     let message = format!("Deleted pod: {pod_name}");
-    if !actions.contains(&Action::Delete(pod_name.clone())) {
-        actions.push(Action::Delete(pod_name));
+    if !actions.contains(&Action::delete(Kind::Pod, pod_name.clone())) {
+        actions.push(Action::delete(Kind::Pod, pod_name));
         actions.push(Action::Event { warning: false, reason: "SuccessfulDelete", message });
     }
 }
@@ -280,6 +308,7 @@ fn new_pod(
 mod tests {
     use super::*;
     use common::rfc3339;
+    use flotilla_shared::api::Node;
 
     const T0: i64 = 1_700_000_000;
 
@@ -326,18 +355,18 @@ mod tests {
             let mut summary = Vec::new();
             for a in actions {
                 match a {
-                    Action::Create(mut p) => {
+                    Action::Create { object: mut p, .. } => {
                         summary.push(format!("create {}", str_at(&p, "/spec/nodeName")));
                         p["metadata"]["creationTimestamp"] = rfc3339(now).into();
                         self.pods.push(p);
                     }
-                    Action::Delete(n) => {
+                    Action::Delete { name: n, .. } => {
                         let i = self.pods.iter().position(|p| name(p) == n).expect("deleting a known pod");
                         summary.push(format!("delete {}", str_at(&self.pods[i], "/spec/nodeName")));
                         self.pods.remove(i);
                     }
-                    Action::Status(s) => self.ds["status"] = s,
-                    Action::Event { .. } => {}
+                    Action::UpdateStatus(s) => self.ds["status"] = s,
+                    Action::Event { .. } | Action::Update { .. } => {}
                 }
             }
             summary.sort();
@@ -381,8 +410,8 @@ mod tests {
     fn check(actions: &[Action]) {
         for a in actions {
             let (reason, n) = match a {
-                Action::Create(p) => ("SuccessfulCreate", format!("Created pod: {}", name(p))),
-                Action::Delete(n) => ("SuccessfulDelete", format!("Deleted pod: {n}")),
+                Action::Create { object: p, .. } => ("SuccessfulCreate", format!("Created pod: {}", name(p))),
+                Action::Delete { name: n, .. } => ("SuccessfulDelete", format!("Deleted pod: {n}")),
                 _ => continue,
             };
             let event = Action::Event { warning: false, reason, message: n };
@@ -394,14 +423,46 @@ mod tests {
         v.iter().map(|s| s.to_string()).collect()
     }
 
+    #[test]
+    fn daemonset_pods_go_where_selector_and_taints_allow_also_on_not_ready_nodes() {
+        let node = |name: &str, labels: Value, taints: Value, ready: &str| {
+            let n: Node = serde_json::from_value(json!({
+                "apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": name, "labels": labels},
+                "spec": {"taints": taints, "unschedulable": true},
+                "status": {"conditions": [{"type": "Ready", "status": ready}]},
+            }))
+            .unwrap();
+            NodeView::from_node(&n)
+        };
+        let nodes = [
+            node("a", json!({"role": "edge"}), json!([]), "True"),
+            node("b", json!({"role": "edge"}), json!([]), "Unknown"),
+            node("c", json!({"role": "core"}), json!([]), "True"),
+            node("d", json!({"role": "edge"}), json!([{"key": "gpu", "effect": "NoSchedule"}]), "True"),
+        ];
+        let ds = json!({"spec": {"template": {"spec": {"nodeSelector": {"role": "edge"},
+            "containers": [{"name": "c", "image": "x"}]}}}});
+        let none = HashSet::new();
+        assert_eq!(eligible_nodes(&ds, &nodes, &none), ["a", "b"]);
+        let mut tolerant = ds.clone();
+        tolerant["spec"]["template"]["spec"]["tolerations"] = json!([{"key": "gpu", "operator": "Exists"}]);
+        assert_eq!(eligible_nodes(&tolerant, &nodes, &none), ["a", "b", "d"]);
+        assert!(eligible_nodes(&json!({"spec": {"template": 3}}), &nodes, &none).is_empty());
+        // A NoSchedule taint added later keeps new pods off, not the one already running.
+        assert_eq!(eligible_nodes(&ds, &nodes, &HashSet::from(["d"])), ["a", "b", "d"]);
+    }
+
     const NODES: [&str; 3] = ["n1", "n2", "n3"];
 
     #[test]
     fn one_bound_pod_per_eligible_node() {
         let ds = daemonset("img:1", json!({}));
         let actions = reconcile(&ds, &[], &strs(&NODES), T0, || "x".into());
-        let pods: Vec<&Value> =
-            actions.iter().filter_map(|a| if let Action::Create(p) = a { Some(p) } else { None }).collect();
+        let pods: Vec<&Value> = actions
+            .iter()
+            .filter_map(|a| if let Action::Create { object: p, .. } = a { Some(p) } else { None })
+            .collect();
         assert_eq!(pods.len(), 3);
         let p = pods[0];
         assert_eq!(p["metadata"]["name"], "agent-x");
@@ -421,7 +482,7 @@ mod tests {
         assert_eq!(default_tolerations().as_array().map(Vec::len), Some(6));
         check(&actions);
         let status = actions.last().expect("status");
-        assert!(matches!(status, Action::Status(s) if s["desiredNumberScheduled"] == 3
+        assert!(matches!(status, Action::UpdateStatus(s) if s["desiredNumberScheduled"] == 3
             && s["currentNumberScheduled"] == 0 && s["numberUnavailable"] == 3));
     }
 
@@ -497,7 +558,7 @@ mod tests {
             reason: "FailedDaemonPod",
             message: "Found failed daemon pod edge/agent-p1 on node n1, will try to kill it".into(),
         }));
-        assert!(actions.contains(&Action::Delete("agent-unbound".into())));
+        assert!(actions.contains(&Action::delete(Kind::Pod, "agent-unbound")));
         // Deleted this round, replaced the next.
         assert_eq!(w.round(&["n1"], T0 + 1), ["delete ", "delete n1"]);
         assert_eq!(w.round(&["n1"], T0 + 2), ["create n1"]);

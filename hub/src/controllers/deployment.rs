@@ -19,28 +19,44 @@
 //! of a rollout (the rollout itself converges them), and `progressDeadlineSeconds`
 //! (ProgressDeadlineExceeded is never reported).
 
+use std::time::Duration;
+
 use serde_json::{json, Value};
 
+use flotilla_shared::api::Kind;
+
 use super::common::{self, int_at, int_or_percent, name, str_at};
-use super::Event;
+use super::{Action, Controller, Event, Lists};
 
 /// The revision annotation, on ReplicaSets (and read by `rollout history`).
 pub const REVISION: &str = "deployment.kubernetes.io/revision";
 /// Copied from the Deployment to its new ReplicaSet: what `rollout history` shows.
 pub const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
 
-/// What the controller wants done.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Action {
-    /// Create this ReplicaSet.
-    Create(Value),
-    /// Write this ReplicaSet (its resourceVersion makes it a compare-and-swap).
-    Update(Value),
-    /// Delete the ReplicaSet with this name.
-    Delete(String),
-    /// The Deployment's new status.
-    Status(Value),
-    Event(Event),
+/// The Deployment controller's loop: ReplicaSets per revision, on every change of Deployments
+/// and ReplicaSets.
+pub struct Deployments;
+
+impl Controller for Deployments {
+    const KIND: Kind = Kind::Deployment;
+    const WATCHES: &'static [Kind] = &[Kind::Deployment, Kind::ReplicaSet];
+    const LISTS: &'static [Kind] = &[Kind::ReplicaSet, Kind::Pod];
+    const RESYNC: Duration = Duration::from_secs(5);
+    const SOURCE: &'static str = "deployment-controller";
+
+    fn reconcile(d: &Value, lists: &Lists, now: i64, _: &mut dyn FnMut() -> String) -> Vec<Action> {
+        let mine = lists.owned(Kind::ReplicaSet, d);
+        let my_pods: Vec<Value> =
+            mine.iter().flat_map(|rs| lists.owned(Kind::Pod, rs).iter().cloned()).collect();
+        let decided = reconcile(d, mine, &my_pods, now);
+        let mut actions: Vec<Action> = events(&decided, mine).into_iter().map(Action::from).collect();
+        // Pods an earlier hub's Deployment controller owned directly: ReplicaSets replace them.
+        for p in lists.owned(Kind::Pod, d) {
+            actions.push(Action::delete(Kind::Pod, name(p)));
+        }
+        actions.extend(decided);
+        actions
+    }
 }
 
 /// The pod-template hash: the hash of the template as the user wrote it.
@@ -108,7 +124,7 @@ pub fn reconcile(deploy: &Value, replicasets: &[Value], pods: &[Value], now: i64
         if revision(rs) <= max_old_revision && !paused {
             let mut rs = rs.clone();
             rs["metadata"]["annotations"][REVISION] = (max_old_revision + 1).to_string().into();
-            actions.push(Action::Update(rs.clone()));
+            actions.push(Action::update(Kind::ReplicaSet, rs.clone()));
             new_rs = Some(rs);
         }
     }
@@ -127,7 +143,7 @@ pub fn reconcile(deploy: &Value, replicasets: &[Value], pods: &[Value], now: i64
         active.sort_by_key(|r| revision(r));
         if let [only] = active.as_slice() {
             if replicas(only) != want {
-                actions.push(Action::Update(set_replicas(only, want)));
+                actions.push(Action::update(Kind::ReplicaSet, set_replicas(only, want)));
             }
         }
     } else if recreate {
@@ -175,7 +191,7 @@ pub fn reconcile(deploy: &Value, replicasets: &[Value], pods: &[Value], now: i64
             .filter(|r| replicas(r) == 0 && int_at(r, "/status/replicas").unwrap_or(0) == 0)
             .collect();
         for rs in idle.iter().take(idle.len().saturating_sub(limit)) {
-            actions.push(Action::Delete(name(rs).to_string()));
+            actions.push(Action::delete(Kind::ReplicaSet, name(rs)));
         }
     }
 
@@ -184,13 +200,13 @@ pub fn reconcile(deploy: &Value, replicasets: &[Value], pods: &[Value], now: i64
     let status = status(deploy, new_rs.as_ref(), replicasets, want, tolerated, paused, complete, now);
     let mut actions = merge_updates(actions);
     if deploy.get("status") != Some(&status) {
-        actions.push(Action::Status(status));
+        actions.push(Action::UpdateStatus(status));
     }
     actions
 }
 
 fn scaled(rs: &Value, n: i64) -> Action {
-    Action::Update(set_replicas(rs, n))
+    Action::update(Kind::ReplicaSet, set_replicas(rs, n))
 }
 
 /// One write per ReplicaSet and round: a later update of the same ReplicaSet (its replicas) is
@@ -198,9 +214,9 @@ fn scaled(rs: &Value, n: i64) -> Action {
 fn merge_updates(actions: Vec<Action>) -> Vec<Action> {
     let mut out: Vec<Action> = Vec::with_capacity(actions.len());
     for a in actions {
-        if let Action::Update(rs) = &a {
-            if let Some(Action::Update(first)) =
-                out.iter_mut().find(|o| matches!(o, Action::Update(f) if name(f) == name(rs)))
+        if let Action::Update { object: rs, .. } = &a {
+            if let Some(Action::Update { object: first, .. }) =
+                out.iter_mut().find(|o| matches!(o, Action::Update { object: f, .. } if name(f) == name(rs)))
             {
                 first["spec"]["replicas"] = rs["spec"]["replicas"].clone();
                 continue;
@@ -217,7 +233,7 @@ pub fn events(actions: &[Action], replicasets: &[Value]) -> Vec<Event> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::Update(rs) => {
+            Action::Update { object: rs, .. } => {
                 let before = replicasets.iter().find(|r| name(r) == name(rs)).map_or(0, replicas);
                 let after = replicas(rs);
                 let verb = match after.cmp(&before) {
@@ -230,7 +246,7 @@ pub fn events(actions: &[Action], replicasets: &[Value]) -> Vec<Event> {
                     format!("Scaled {verb} replica set {} to {after} from {before}", name(rs)),
                 ))
             }
-            Action::Create(rs) => Some(Event::normal(
+            Action::Create { object: rs, .. } => Some(Event::normal(
                 "ScalingReplicaSet",
                 format!("Scaled up replica set {} to {}", name(rs), replicas(rs)),
             )),
@@ -258,18 +274,21 @@ fn create(deploy: &Value, template: &Value, hash: &str, revision: i64, replicas:
     if let Some(m) = deploy.pointer("/spec/minReadySeconds") {
         spec["minReadySeconds"] = m.clone();
     }
-    Some(Action::Create(json!({
-        "apiVersion": "apps/v1",
-        "kind": "ReplicaSet",
-        "metadata": {
-            "name": format!("{}-{hash}", name(deploy)),
-            "namespace": common::namespace(deploy),
-            "labels": labels,
-            "annotations": annotations,
-            "ownerReferences": [common::owner_ref(deploy)],
-        },
-        "spec": spec,
-    })))
+    Some(Action::create(
+        Kind::ReplicaSet,
+        json!({
+            "apiVersion": "apps/v1",
+            "kind": "ReplicaSet",
+            "metadata": {
+                "name": format!("{}-{hash}", name(deploy)),
+                "namespace": common::namespace(deploy),
+                "labels": labels,
+                "annotations": annotations,
+                "ownerReferences": [common::owner_ref(deploy)],
+            },
+            "spec": spec,
+        }),
+    ))
 }
 
 /// Kubernetes' reconcileOldReplicaSets: first the unhealthy old pods, then available ones while

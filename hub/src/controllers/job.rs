@@ -13,27 +13,32 @@
 //! that the template's restartPolicy is Never or OnFailure).
 
 use std::cmp::Reverse;
+use std::time::Duration;
 
 use serde_json::{json, Map, Value};
+
+use flotilla_shared::api::Kind;
 
 use super::common::{
     int_at, is_deleting, is_ready, is_terminal, name, node_of, phase, pod_from_template, rfc3339, str_at,
     uid, unix_seconds,
 };
+use super::{Action, Controller, Lists};
 
-/// What the controller wants done.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Action {
-    /// Create this pod (full Pod JSON).
-    Create(Value),
-    /// Delete the Job's pod with this name.
-    Delete(String),
-    /// Replace the Job's status with this value.
-    Status(Value),
-    /// Record an event about the Job.
-    Event { warning: bool, reason: &'static str, message: String },
-    /// Delete the Job itself (ttlSecondsAfterFinished ran out); its pods go with it.
-    DeleteJob,
+/// The Job controller's loop: pods to completion; resynced every 2 s for back-off and
+/// deadlines.
+pub struct Jobs;
+
+impl Controller for Jobs {
+    const KIND: Kind = Kind::Job;
+    const WATCHES: &'static [Kind] = &[Kind::Job, Kind::Pod];
+    const LISTS: &'static [Kind] = &[Kind::Pod];
+    const RESYNC: Duration = Duration::from_secs(2);
+    const SOURCE: &'static str = "job-controller";
+
+    fn reconcile(job: &Value, lists: &Lists, now: i64, suffix: &mut dyn FnMut() -> String) -> Vec<Action> {
+        reconcile(job, lists.owned(Kind::Pod, job), now, suffix)
+    }
 }
 
 /// At most this many pods are created in one round (Kubernetes' burst per sync).
@@ -122,7 +127,7 @@ fn set_condition(
 /// Decides one round for one Job. `pods` are the pods it controls; `now` is Unix seconds;
 /// `suffix` yields random pod-name suffixes. Order of the actions: deletes, creates, the status,
 /// events (deletes, creates, then the Job's own); for a finished Job only deletes (with their
-/// events) of pods still active and `DeleteJob`.
+/// events) of pods still active and a delete of the Job itself once its TTL ran out.
 pub fn reconcile(job: &Value, pods: &[Value], now: i64, mut suffix: impl FnMut() -> String) -> Vec<Action> {
     let mut out = Vec::new();
     let mut events = Vec::new();
@@ -140,7 +145,7 @@ pub fn reconcile(job: &Value, pods: &[Value], now: i64, mut suffix: impl FnMut()
             .or_else(|| done.get("lastTransitionTime")?.as_str().and_then(unix_seconds));
         if let (Some(ttl), Some(at)) = (count(job, "/spec/ttlSecondsAfterFinished"), finished_at) {
             if now >= at.saturating_add(ttl) {
-                out.push(Action::DeleteJob);
+                out.push(Action::delete(Kind::Job, name(job)));
             }
         }
         return out;
@@ -245,7 +250,7 @@ pub fn reconcile(job: &Value, pods: &[Value], now: i64, mut suffix: impl FnMut()
     }
 
     let (delete_acts, delete_events): (Vec<_>, Vec<_>) =
-        delete_actions(&deletes).into_iter().partition(|a| matches!(a, Action::Delete(_)));
+        delete_actions(&deletes).into_iter().partition(|a| matches!(a, Action::Delete { .. }));
     out.extend(delete_acts);
     let create_events = creates.iter().map(|p| Action::Event {
         warning: false,
@@ -270,9 +275,9 @@ pub fn reconcile(job: &Value, pods: &[Value], now: i64, mut suffix: impl FnMut()
     status.insert("failed".into(), failed.into());
     status.insert("ready".into(), remaining.iter().filter(|p| is_ready(p)).count().into());
     let status = Value::Object(status);
-    out.extend(creates.into_iter().map(Action::Create));
+    out.extend(creates.into_iter().map(|p| Action::create(Kind::Pod, p)));
     if job.get("status") != Some(&status) {
-        out.push(Action::Status(status));
+        out.push(Action::UpdateStatus(status));
     }
     out.extend(events);
     out
@@ -280,7 +285,7 @@ pub fn reconcile(job: &Value, pods: &[Value], now: i64, mut suffix: impl FnMut()
 
 /// Deletes of these pods, each with its SuccessfulDelete event.
 fn delete_actions(pods: &[&Value]) -> Vec<Action> {
-    let mut out: Vec<Action> = pods.iter().map(|p| Action::Delete(name(p).to_string())).collect();
+    let mut out: Vec<Action> = pods.iter().map(|p| Action::delete(Kind::Pod, name(p))).collect();
     out.extend(pods.iter().map(|p| Action::Event {
         warning: false,
         reason: "SuccessfulDelete",
@@ -340,16 +345,16 @@ mod tests {
         let mut deleted = false;
         for a in &actions {
             match a {
-                Action::Create(p) => {
+                Action::Create { object: p, .. } => {
                     let mut p = p.clone();
                     p["metadata"]["creationTimestamp"] = rfc3339(now).into();
                     p["status"] = json!({"phase": "Pending"});
                     pods.push(p);
                 }
-                Action::Delete(name) => pods.retain(|p| p["metadata"]["name"] != name.as_str()),
-                Action::Status(s) => job["status"] = s.clone(),
-                Action::DeleteJob => deleted = true,
-                Action::Event { .. } => {}
+                Action::Delete { kind: Kind::Job, .. } => deleted = true,
+                Action::Delete { name, .. } => pods.retain(|p| p["metadata"]["name"] != name.as_str()),
+                Action::UpdateStatus(s) => job["status"] = s.clone(),
+                Action::Event { .. } | Action::Update { .. } => {}
             }
         }
         (actions, deleted)
@@ -362,11 +367,11 @@ mod tests {
     }
 
     fn creates(actions: &[Action]) -> usize {
-        actions.iter().filter(|a| matches!(a, Action::Create(_))).count()
+        actions.iter().filter(|a| matches!(a, Action::Create { .. })).count()
     }
 
     fn deletes(actions: &[Action]) -> usize {
-        actions.iter().filter(|a| matches!(a, Action::Delete(_))).count()
+        actions.iter().filter(|a| matches!(a, Action::Delete { kind: Kind::Pod, .. })).count()
     }
 
     fn condition(job: &Value, kind: &str) -> Option<(String, String)> {
@@ -393,7 +398,7 @@ mod tests {
         assert_eq!(pods[0]["metadata"]["ownerReferences"][0]["kind"], "Job");
         assert_eq!(j["status"]["startTime"], rfc3339(T));
         assert_eq!(j["status"]["active"], 2);
-        assert!(matches!(&actions[2], Action::Status(_)));
+        assert!(matches!(&actions[2], Action::UpdateStatus(_)));
         assert!(has_event(&actions, "SuccessfulCreate"));
         // Level-triggered: the next round sees its own pods and does nothing.
         assert_eq!(round(&mut j, &mut pods, T + 1).0, vec![]);
@@ -482,7 +487,7 @@ mod tests {
         assert_eq!(round(&mut j, &mut pods, T + 1).0, vec![], "1 restart is within the limit");
         pods[0]["status"]["containerStatuses"][0]["restartCount"] = 2.into();
         let (actions, _) = round(&mut j, &mut pods, T + 2);
-        assert_eq!(actions[0], Action::Delete("pi-p1".into()));
+        assert_eq!(actions[0], Action::delete(Kind::Pod, "pi-p1"));
         assert_eq!(condition(&j, "Failed"), Some(("True".into(), "BackoffLimitExceeded".into())));
         // Under Never, restarts do not count.
         let mut never = job(json!({"backoffLimit": 0}));
@@ -542,13 +547,13 @@ mod tests {
         round(&mut j, &mut pods, T + 2);
         assert!(condition(&j, "Complete").is_some());
         assert_eq!(round(&mut j, &mut pods, T + 61), (vec![], false));
-        assert_eq!(round(&mut j, &mut pods, T + 62), (vec![Action::DeleteJob], true));
+        assert_eq!(round(&mut j, &mut pods, T + 62), (vec![Action::delete(Kind::Job, "pi")], true));
         // A failed Job counts from its Failed condition.
         let mut f = job(json!({"ttlSecondsAfterFinished": 0}));
         f["status"] = json!({"conditions": [{"type": "Failed", "status": "True",
             "lastTransitionTime": rfc3339(T)}]});
         assert_eq!(reconcile(&f, &[], T - 1, || "s".into()), vec![]);
-        assert_eq!(reconcile(&f, &[], T, || "s".into()), vec![Action::DeleteJob]);
+        assert_eq!(reconcile(&f, &[], T, || "s".into()), vec![Action::delete(Kind::Job, "pi")]);
         // Without a TTL it stays.
         f["spec"]["ttlSecondsAfterFinished"] = Value::Null;
         assert_eq!(reconcile(&f, &[], T + 1_000_000, || "s".into()), vec![]);
@@ -580,7 +585,7 @@ mod tests {
         pods[1]["status"] = json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]});
         j["spec"]["parallelism"] = 1.into();
         let (actions, _) = round(&mut j, &mut pods, T + 1);
-        assert_eq!(actions[..2], [Action::Delete("pi-p3".into()), Action::Delete("pi-p1".into())]);
+        assert_eq!(actions[..2], [Action::delete(Kind::Pod, "pi-p3"), Action::delete(Kind::Pod, "pi-p1")]);
     }
 
     #[test]

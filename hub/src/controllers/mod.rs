@@ -14,6 +14,8 @@ pub mod statefulset;
 pub mod volumes;
 mod workloads;
 
+pub use workloads::{Controller, Lists};
+
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -40,6 +42,44 @@ impl Default for Settings {
     }
 }
 
+/// What a workload controller wants done, about the object it manages (its owner) or the
+/// objects it owns. Objects are full JSON as the store keeps them; `workloads::perform` writes
+/// claims first, then creates, updates and deletes together, then the status, then the events.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Create this object.
+    Create { kind: Kind, object: Value },
+    /// Write this object (its resourceVersion makes it a compare-and-swap).
+    Update { kind: Kind, object: Value },
+    /// The owner's new status.
+    UpdateStatus(Value),
+    /// Delete the object of this kind and name in the owner's namespace (the owner itself
+    /// included: its dependents go with it through ownerReferences).
+    Delete { kind: Kind, name: String },
+    /// Record an event about the owner.
+    Event { warning: bool, reason: &'static str, message: String },
+}
+
+impl Action {
+    pub fn create(kind: Kind, object: Value) -> Action {
+        Action::Create { kind, object }
+    }
+
+    pub fn update(kind: Kind, object: Value) -> Action {
+        Action::Update { kind, object }
+    }
+
+    pub fn delete(kind: Kind, name: impl Into<String>) -> Action {
+        Action::Delete { kind, name: name.into() }
+    }
+}
+
+impl From<Event> for Action {
+    fn from(Event { warning, reason, message }: Event) -> Action {
+        Action::Event { warning, reason, message }
+    }
+}
+
 /// An event a controller records about the object it manages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
@@ -63,12 +103,13 @@ impl Event {
 pub fn start(store: Store, settings: Settings, health: &health::Health) {
     let secs = Duration::from_secs;
     const CM: &str = "controller-manager";
-    tokio::spawn(health.watch(CM, "deployments", secs(5), workloads::deployments(store.clone())));
-    tokio::spawn(health.watch(CM, "replicasets", secs(5), workloads::replicasets(store.clone())));
-    tokio::spawn(health.watch(CM, "daemonsets", secs(5), workloads::daemonsets(store.clone())));
-    tokio::spawn(health.watch(CM, "jobs", secs(2), workloads::jobs(store.clone())));
-    tokio::spawn(health.watch(CM, "cronjobs", secs(5), workloads::cronjobs(store.clone())));
-    tokio::spawn(health.watch(CM, "statefulsets", secs(5), workloads::statefulsets(store.clone())));
+    use workloads::run;
+    tokio::spawn(health.watch(CM, "deployments", secs(5), run::<deployment::Deployments>(store.clone())));
+    tokio::spawn(health.watch(CM, "replicasets", secs(5), run::<replicaset::ReplicaSets>(store.clone())));
+    tokio::spawn(health.watch(CM, "daemonsets", secs(5), run::<daemonset::DaemonSets>(store.clone())));
+    tokio::spawn(health.watch(CM, "jobs", secs(2), run::<job::Jobs>(store.clone())));
+    tokio::spawn(health.watch(CM, "cronjobs", secs(5), run::<cronjob::CronJobs>(store.clone())));
+    tokio::spawn(health.watch(CM, "statefulsets", secs(5), run::<statefulset::StatefulSets>(store.clone())));
     tokio::spawn(health.watch(
         CM,
         "garbage-collector",

@@ -9,19 +9,29 @@
 
 use serde_json::{json, Value};
 
+use std::time::Duration;
+
+use flotilla_shared::api::Kind;
+
 use super::common::{self, int_at, is_available, is_ready, is_terminal, name, node_of, phase};
-use super::Event;
+use super::{Action, Controller, Event, Lists};
 
 /// Pods created per ReplicaSet and round at the most.
 const MAX_CREATES: usize = 500;
 
-/// What the controller wants done.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Action {
-    Create(Value),
-    Delete(String),
-    Status(Value),
-    Event(Event),
+/// The ReplicaSet controller's loop: its pods, on every change of ReplicaSets and pods.
+pub struct ReplicaSets;
+
+impl Controller for ReplicaSets {
+    const KIND: Kind = Kind::ReplicaSet;
+    const WATCHES: &'static [Kind] = &[Kind::ReplicaSet, Kind::Pod];
+    const LISTS: &'static [Kind] = &[Kind::Pod];
+    const RESYNC: Duration = Duration::from_secs(5);
+    const SOURCE: &'static str = "replicaset-controller";
+
+    fn reconcile(rs: &Value, lists: &Lists, now: i64, suffix: &mut dyn FnMut() -> String) -> Vec<Action> {
+        reconcile(rs, lists.owned(Kind::Pod, rs), now, suffix)
+    }
 }
 
 /// Decides for one ReplicaSet. `pods` are the pods it controls.
@@ -34,8 +44,8 @@ pub fn reconcile(rs: &Value, pods: &[Value], now: i64, mut suffix: impl FnMut() 
     let (ended, live): (Vec<&Value>, Vec<&Value>) =
         pods.iter().filter(|p| !common::is_deleting(p)).partition(|p| is_terminal(p));
     for p in &ended {
-        actions.push(Action::Delete(name(p).to_string()));
-        actions.push(Action::Event(Event::normal("SuccessfulDelete", format!("Deleted pod: {}", name(p)))));
+        actions.push(Action::delete(Kind::Pod, name(p)));
+        actions.push(Event::normal("SuccessfulDelete", format!("Deleted pod: {}", name(p))).into());
     }
     if live.len() > want {
         let mut ranked = live.clone();
@@ -57,9 +67,8 @@ pub fn reconcile(rs: &Value, pods: &[Value], now: i64, mut suffix: impl FnMut() 
             )
         });
         for p in ranked.iter().take(live.len() - want) {
-            actions.push(Action::Delete(name(p).to_string()));
-            actions
-                .push(Action::Event(Event::normal("SuccessfulDelete", format!("Deleted pod: {}", name(p)))));
+            actions.push(Action::delete(Kind::Pod, name(p)));
+            actions.push(Event::normal("SuccessfulDelete", format!("Deleted pod: {}", name(p))).into());
         }
     }
     // At most 500 creates per round (as Kubernetes' burst limit): a typo like `replicas:
@@ -70,8 +79,8 @@ pub fn reconcile(rs: &Value, pods: &[Value], now: i64, mut suffix: impl FnMut() 
         if template.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty()) {
             pod["metadata"]["annotations"][super::lifecycle::PINNED_ANNOTATION] = "true".into();
         }
-        actions.push(Action::Create(pod));
-        actions.push(Action::Event(Event::normal("SuccessfulCreate", format!("Created pod: {pod_name}"))));
+        actions.push(Action::create(Kind::Pod, pod));
+        actions.push(Event::normal("SuccessfulCreate", format!("Created pod: {pod_name}")).into());
     }
     let selector = rs.pointer("/spec/selector/matchLabels").and_then(Value::as_object);
     let fully_labeled = live
@@ -90,7 +99,7 @@ pub fn reconcile(rs: &Value, pods: &[Value], now: i64, mut suffix: impl FnMut() 
         "availableReplicas": live.iter().filter(|p| is_available(p, min_ready, now)).count(),
     });
     if rs.get("status") != Some(&status) {
-        actions.push(Action::Status(status));
+        actions.push(Action::UpdateStatus(status));
     }
     actions
 }
@@ -124,12 +133,15 @@ mod tests {
     fn deletes(actions: &[Action]) -> Vec<&str> {
         actions
             .iter()
-            .filter_map(|a| if let Action::Delete(n) = a { Some(n.as_str()) } else { None })
+            .filter_map(|a| if let Action::Delete { name, .. } = a { Some(name.as_str()) } else { None })
             .collect()
     }
 
     fn creates(actions: &[Action]) -> Vec<&Value> {
-        actions.iter().filter_map(|a| if let Action::Create(p) = a { Some(p) } else { None }).collect()
+        actions
+            .iter()
+            .filter_map(|a| if let Action::Create { object, .. } = a { Some(object) } else { None })
+            .collect()
     }
 
     #[test]
@@ -145,7 +157,8 @@ mod tests {
         assert_eq!(made[0]["metadata"]["labels"]["pod-template-hash"], "abc");
         assert_eq!(made[0]["metadata"]["ownerReferences"][0]["uid"], "rs1");
         assert_eq!(made[0]["metadata"]["ownerReferences"][0]["kind"], "ReplicaSet");
-        let Some(Action::Status(s)) = actions.iter().find(|a| matches!(a, Action::Status(_))) else {
+        let Some(Action::UpdateStatus(s)) = actions.iter().find(|a| matches!(a, Action::UpdateStatus(_)))
+        else {
             panic!("no status")
         };
         assert_eq!(s["replicas"], 1);
@@ -183,7 +196,7 @@ mod tests {
         r["spec"]["minReadySeconds"] = 30.into();
         let pods = [pod("a", "a", "Running", Some(90), 0), pod("b", "b", "Running", Some(50), 0)];
         let actions = reconcile(&r, &pods, 100, || "n".into());
-        let Some(Action::Status(s)) = actions.last() else { panic!("no status") };
+        let Some(Action::UpdateStatus(s)) = actions.last() else { panic!("no status") };
         assert_eq!((s["readyReplicas"].as_i64(), s["availableReplicas"].as_i64()), (Some(2), Some(1)));
         r["status"] = s.clone();
         assert_eq!(reconcile(&r, &pods, 100, || "n".into()), []);

@@ -18,12 +18,17 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use std::time::Duration;
+
 use serde_json::{json, Value};
+
+use flotilla_shared::api::Kind;
 
 use super::common::{
     generation, hash, int_at, is_available, is_deleting, is_ready, is_terminal, name, namespace, phase,
     pod_from_template, str_at,
 };
+use super::{Action, Controller, Lists};
 
 /// Pod label holding the revision a pod was made from.
 pub const REVISION_LABEL: &str = "controller-revision-hash";
@@ -34,19 +39,25 @@ pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
 /// Guard against absurd `spec.replicas` values (far beyond an edge cluster).
 const MAX_REPLICAS: i64 = 10_000;
 
-/// What the controller wants done.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Action {
-    /// Create this pod (full Pod JSON).
-    CreatePod(Value),
-    /// Delete the StatefulSet's pod with this name (it is recreated from the current template).
-    DeletePod(String),
-    /// Create this PersistentVolumeClaim (full JSON) for a replica's volumeClaimTemplate.
-    CreateClaim(Value),
-    /// The StatefulSet's new status.
-    Status(Value),
-    /// An event on the StatefulSet.
-    Event { warning: bool, reason: &'static str, message: String },
+/// The StatefulSet controller's loop: ordinal pods and their claims.
+pub struct StatefulSets;
+
+impl Controller for StatefulSets {
+    const KIND: Kind = Kind::StatefulSet;
+    const WATCHES: &'static [Kind] = &[Kind::StatefulSet, Kind::Pod, Kind::PersistentVolumeClaim];
+    const LISTS: &'static [Kind] = &[Kind::Pod, Kind::PersistentVolumeClaim];
+    const RESYNC: Duration = Duration::from_secs(5);
+    const SOURCE: &'static str = "statefulset-controller";
+
+    fn reconcile(sts: &Value, lists: &Lists, now: i64, _: &mut dyn FnMut() -> String) -> Vec<Action> {
+        let claims: Vec<Value> = lists
+            .all(Kind::PersistentVolumeClaim)
+            .iter()
+            .filter(|c| namespace(c) == namespace(sts))
+            .cloned()
+            .collect();
+        reconcile(sts, lists.owned(Kind::Pod, sts), &claims, now)
+    }
 }
 
 /// The ordinal of `pod` if it is named `{set}-{i}` (canonical decimal, no sign or leading zero).
@@ -93,7 +104,7 @@ fn missing_claims(sts: &Value, pod_name: &str, existing: &HashSet<&str>, out: &m
         let claim = claim_for(sts, t, pod_name);
         let claim_name = name(&claim).to_string();
         if !existing.contains(claim_name.as_str()) {
-            out.push(Action::CreateClaim(claim));
+            out.push(Action::create(Kind::PersistentVolumeClaim, claim));
             out.push(Action::Event {
                 warning: false,
                 reason: "SuccessfulCreate",
@@ -141,7 +152,7 @@ fn new_pod(sts: &Value, i: i64, rev: &str) -> Value {
 
 fn deleted(set: &str, pod: &str) -> [Action; 2] {
     [
-        Action::DeletePod(pod.to_string()),
+        Action::delete(Kind::Pod, pod),
         Action::Event {
             warning: false,
             reason: "SuccessfulDelete",
@@ -183,7 +194,7 @@ pub fn reconcile(sts: &Value, pods: &[Value], claims: &[Value], now: i64) -> Vec
             missing_claims(sts, &format!("{set}-{i}"), &claim_names, &mut actions);
             let pod = new_pod(sts, i, &update_rev);
             let pod_name = name(&pod).to_string();
-            actions.push(Action::CreatePod(pod));
+            actions.push(Action::create(Kind::Pod, pod));
             actions.push(Action::Event {
                 warning: false,
                 reason: "SuccessfulCreate",
@@ -261,7 +272,7 @@ pub fn reconcile(sts: &Value, pods: &[Value], claims: &[Value], now: i64) -> Vec
         "updateRevision": update_rev,
     });
     if sts.get("status") != Some(&status) {
-        actions.push(Action::Status(status));
+        actions.push(Action::UpdateStatus(status));
     }
     actions
 }
@@ -297,9 +308,11 @@ mod tests {
         let (mut c, mut d, mut cl) = (vec![], vec![], vec![]);
         for a in actions {
             match a {
-                Action::CreatePod(p) => c.push(name(p).to_string()),
-                Action::DeletePod(n) => d.push(n.clone()),
-                Action::CreateClaim(p) => cl.push(name(p).to_string()),
+                Action::Create { kind: Kind::Pod, object: p } => c.push(name(p).to_string()),
+                Action::Delete { name: n, .. } => d.push(n.clone()),
+                Action::Create { kind: Kind::PersistentVolumeClaim, object: p } => {
+                    cl.push(name(p).to_string())
+                }
                 _ => {}
             }
         }
@@ -307,14 +320,19 @@ mod tests {
     }
 
     fn created(actions: &[Action]) -> Vec<&Value> {
-        actions.iter().filter_map(|a| if let Action::CreatePod(p) = a { Some(p) } else { None }).collect()
+        actions
+            .iter()
+            .filter_map(
+                |a| if let Action::Create { kind: Kind::Pod, object: p } = a { Some(p) } else { None },
+            )
+            .collect()
     }
 
     /// Runs reconcile and puts its status on the set, as the hub would.
     fn settle(s: &mut Value, pods: &[Value]) -> Vec<Action> {
         let actions = reconcile(s, pods, &[], 0);
         for a in &actions {
-            if let Action::Status(st) = a {
+            if let Action::UpdateStatus(st) = a {
                 s["status"] = st.clone();
             }
         }
@@ -372,8 +390,11 @@ mod tests {
         let existing = [json!({"metadata": {"name": "data-db-1", "namespace": "edge"}})];
         let a = reconcile(&s, &[], &existing, 0);
         assert_eq!(check(&a), (vec!["db-0".into(), "db-1".into()], vec![], vec!["data-db-0".into()]));
-        assert!(matches!(&a[0], Action::CreateClaim(_)), "claim before pod");
-        let Action::CreateClaim(c) = &a[0] else { unreachable!() };
+        assert!(
+            matches!(&a[0], Action::Create { kind: Kind::PersistentVolumeClaim, .. }),
+            "claim before pod"
+        );
+        let Action::Create { kind: Kind::PersistentVolumeClaim, object: c } = &a[0] else { unreachable!() };
         assert_eq!(c["metadata"]["labels"], json!({"tier": "disk", "app": "db"}));
         assert_eq!(c["metadata"]["namespace"], "edge");
         assert_eq!(c["spec"], t["spec"]);

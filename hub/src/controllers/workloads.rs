@@ -1,7 +1,8 @@
-//! The workload controllers' loops: each lists what it needs, asks its pure core
-//! (`deployment`, `replicaset`, `daemonset`, `job`, `cronjob`, `statefulset`) what to do per
-//! object, and performs it. They run on every change of the kinds they watch and on a resync, so
-//! a write that failed (a conflict, a race with a user) is simply decided again next round.
+//! The workload controllers' one loop (`run`): each round lists the managed kind and what the
+//! controller asks for (`Controller::LISTS`), asks its pure core (`deployment`, `replicaset`,
+//! `daemonset`, `job`, `cronjob`, `statefulset`) what to do per object, and performs the
+//! `Action`s. Rounds run on every change of the kinds it watches and on a resync, so a write
+//! that failed (a conflict, a race with a user) is simply decided again next round.
 //! The garbage collector deletes objects whose controller is gone.
 
 use std::collections::{HashMap, HashSet};
@@ -9,39 +10,103 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use flotilla_shared::api::{Kind, Node, Pod};
+use flotilla_shared::api::{Kind, Node};
 
-use super::common::{self, controller_uid, name, namespace, uid};
-use super::{cronjob, daemonset, deployment, job, list, replicaset, statefulset, suffix, Event, Rounds};
-use crate::scheduler::{self, NodeView};
+use super::common::{controller_uid, name, namespace, uid};
+use super::{list, suffix, Action, Event, Rounds};
+use crate::scheduler::NodeView;
 use crate::store::objects::Mode;
 use crate::store::{EventRecord, Store, WriteOp};
 
-/// One write a controller asks for.
-enum Write {
-    Create(Kind, Value),
-    Update(Kind, Value),
-    Delete(Kind, String),
-    /// The owner's new status.
-    Status(Value),
-    /// Delete the owner itself (and, through ownerReferences, what it owns).
-    DeleteOwner,
-    Event(Event),
+/// A workload controller: the kind it manages, what its loop watches and lists, and its pure
+/// decision for one object of that kind. A new controller is one pure file implementing this
+/// and one line in `controllers::start`.
+pub trait Controller {
+    /// The kind of the objects it manages (their owner references name it).
+    const KIND: Kind;
+    /// Kinds whose changes start a round (`KIND` among them).
+    const WATCHES: &'static [Kind];
+    /// Kinds listed each round, in this order, besides `KIND`.
+    const LISTS: &'static [Kind];
+    /// How often a round runs without a change (back-off, deadlines, schedules).
+    const RESYNC: Duration;
+    /// The source of its events (`replicaset-controller`).
+    const SOURCE: &'static str;
+
+    /// Decides for one object; `suffix` yields random name suffixes.
+    fn reconcile(owner: &Value, lists: &Lists, now: i64, suffix: &mut dyn FnMut() -> String) -> Vec<Action>;
 }
 
-/// Performs one owner's writes: claims first (a pod's claim exists before the scheduler sees
+/// What a controller's round listed: every object of each listed kind, and the same grouped
+/// by the uid of their controller.
+#[derive(Debug, Default)]
+pub struct Lists {
+    all: HashMap<Kind, Vec<Value>>,
+    owned: HashMap<Kind, HashMap<String, Vec<Value>>>,
+    /// The listed nodes as the scheduler sees them.
+    pub nodes: Vec<NodeView>,
+}
+
+impl Lists {
+    /// Adds the listed objects of `kind`.
+    pub fn insert(&mut self, kind: Kind, objects: Vec<Value>) {
+        if kind == Kind::Node {
+            self.nodes = objects
+                .iter()
+                .filter_map(|n| serde_json::from_value::<Node>(n.clone()).ok())
+                .map(|n| NodeView::from_node(&n))
+                .collect();
+        }
+        let index = by_controller(&objects).into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        self.owned.insert(kind, index);
+        self.all.insert(kind, objects);
+    }
+
+    /// Every listed object of `kind`.
+    pub fn all(&self, kind: Kind) -> &[Value] {
+        self.all.get(&kind).map_or(&[], Vec::as_slice)
+    }
+
+    /// The listed objects of `kind` that `owner` controls.
+    pub fn owned(&self, kind: Kind, owner: &Value) -> &[Value] {
+        self.owned.get(&kind).and_then(|m| m.get(uid(owner))).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// A controller's loop: a round on every change of what it watches and every resync period,
+/// which lists its objects and what they need and performs each one's decision.
+pub(super) async fn run<C: Controller>(store: Store) {
+    let mut rounds = Rounds::new(&store, C::RESYNC, C::WATCHES);
+    while rounds.next().await {
+        let owners = list(&store, C::KIND).await;
+        if owners.is_empty() {
+            continue;
+        }
+        let mut lists = Lists::default();
+        for kind in C::LISTS {
+            lists.insert(*kind, list(&store, *kind).await);
+        }
+        for owner in &owners {
+            let actions = C::reconcile(owner, &lists, now(), &mut suffix);
+            perform(&store, C::KIND, owner, C::SOURCE, actions).await;
+        }
+    }
+}
+
+/// Performs one owner's actions: claims first (a pod's claim exists before the scheduler sees
 /// the pod), then creates, updates and deletes together, then the status, then the events
 /// (about the owner).
-async fn perform(store: &Store, owner_kind: Kind, owner: &Value, source: &str, mut writes: Vec<Write>) {
+async fn perform(store: &Store, owner_kind: Kind, owner: &Value, source: &str, mut actions: Vec<Action>) {
     let ns = namespace(owner).to_string();
-    let claims: Vec<Write> = {
-        let (claims, rest) =
-            writes.into_iter().partition(|w| matches!(w, Write::Create(Kind::PersistentVolumeClaim, _)));
-        writes = rest;
+    let claims: Vec<Action> = {
+        let (claims, rest) = actions
+            .into_iter()
+            .partition(|a| matches!(a, Action::Create { kind: Kind::PersistentVolumeClaim, .. }));
+        actions = rest;
         claims
     };
-    for w in claims {
-        if let Write::Create(kind, object) = w {
+    for a in claims {
+        if let Action::Create { kind, object } = a {
             if let Err(e) = store.write(WriteOp::Put { kind, object, mode: Mode::Create }, false).await {
                 tracing::debug!(controller = source, error = %e, "claim refused (decided again next round)");
             }
@@ -50,20 +115,17 @@ async fn perform(store: &Store, owner_kind: Kind, owner: &Value, source: &str, m
     let mut changes = Vec::new();
     let mut status = None;
     let mut events = Vec::new();
-    for w in writes {
-        let op = match w {
-            Write::Create(kind, object) => WriteOp::Put { kind, object, mode: Mode::Create },
-            Write::Update(kind, object) => WriteOp::Put { kind, object, mode: Mode::Update },
-            Write::Delete(kind, name) => WriteOp::Delete { kind, namespace: ns.clone(), name },
-            Write::DeleteOwner => {
-                WriteOp::Delete { kind: owner_kind, namespace: ns.clone(), name: name(owner).to_string() }
-            }
-            Write::Status(s) => {
+    for a in actions {
+        let op = match a {
+            Action::Create { kind, object } => WriteOp::Put { kind, object, mode: Mode::Create },
+            Action::Update { kind, object } => WriteOp::Put { kind, object, mode: Mode::Update },
+            Action::Delete { kind, name } => WriteOp::Delete { kind, namespace: ns.clone(), name },
+            Action::UpdateStatus(s) => {
                 status = Some(s);
                 continue;
             }
-            Write::Event(e) => {
-                events.push(e);
+            Action::Event { warning, reason, message } => {
+                events.push(Event { warning, reason, message });
                 continue;
             }
         };
@@ -122,207 +184,6 @@ fn by_controller(objects: &[Value]) -> HashMap<&str, Vec<Value>> {
 
 fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
-}
-
-fn owned<'a>(index: &'a HashMap<&str, Vec<Value>>, owner: &Value) -> &'a [Value] {
-    index.get(uid(owner)).map_or(&[], Vec::as_slice)
-}
-
-/// Deployments: ReplicaSets per revision (`deployment`).
-pub(super) async fn deployments(store: Store) {
-    let mut rounds = Rounds::new(&store, Duration::from_secs(5), &[Kind::Deployment, Kind::ReplicaSet]);
-    while rounds.next().await {
-        let deploys = list(&store, Kind::Deployment).await;
-        if deploys.is_empty() {
-            continue;
-        }
-        let (rses, pods) = (list(&store, Kind::ReplicaSet).await, list(&store, Kind::Pod).await);
-        let rs_index = by_controller(&rses);
-        let pod_index = by_controller(&pods);
-        for d in &deploys {
-            let mine = owned(&rs_index, d);
-            let my_pods: Vec<Value> =
-                mine.iter().flat_map(|rs| owned(&pod_index, rs).iter().cloned()).collect();
-            let actions = deployment::reconcile(d, mine, &my_pods, now());
-            let mut writes: Vec<Write> =
-                deployment::events(&actions, mine).into_iter().map(Write::Event).collect();
-            // Pods an earlier hub's Deployment controller owned directly: ReplicaSets replace them.
-            for p in owned(&pod_index, d) {
-                writes.push(Write::Delete(Kind::Pod, name(p).to_string()));
-            }
-            writes.extend(actions.into_iter().map(|a| match a {
-                deployment::Action::Create(rs) => Write::Create(Kind::ReplicaSet, rs),
-                deployment::Action::Update(rs) => Write::Update(Kind::ReplicaSet, rs),
-                deployment::Action::Delete(n) => Write::Delete(Kind::ReplicaSet, n),
-                deployment::Action::Status(s) => Write::Status(s),
-                deployment::Action::Event(e) => Write::Event(e),
-            }));
-            perform(&store, Kind::Deployment, d, "deployment-controller", writes).await;
-        }
-    }
-}
-
-/// ReplicaSets: their pods (`replicaset`).
-pub(super) async fn replicasets(store: Store) {
-    let mut rounds = Rounds::new(&store, Duration::from_secs(5), &[Kind::ReplicaSet, Kind::Pod]);
-    while rounds.next().await {
-        let rses = list(&store, Kind::ReplicaSet).await;
-        if rses.is_empty() {
-            continue;
-        }
-        let pods = list(&store, Kind::Pod).await;
-        let index = by_controller(&pods);
-        for rs in &rses {
-            let writes = replicaset::reconcile(rs, owned(&index, rs), now(), suffix)
-                .into_iter()
-                .map(|a| match a {
-                    replicaset::Action::Create(p) => Write::Create(Kind::Pod, p),
-                    replicaset::Action::Delete(n) => Write::Delete(Kind::Pod, n),
-                    replicaset::Action::Status(s) => Write::Status(s),
-                    replicaset::Action::Event(e) => Write::Event(e),
-                })
-                .collect();
-            perform(&store, Kind::ReplicaSet, rs, "replicaset-controller", writes).await;
-        }
-    }
-}
-
-/// The nodes a DaemonSet's pods belong on; `running` are the nodes that already run one.
-fn eligible_nodes(ds: &Value, nodes: &[NodeView], running: &HashSet<&str>) -> Vec<String> {
-    let mut template = ds.pointer("/spec/template").cloned().unwrap_or(Value::Null);
-    if !template.is_object() {
-        return Vec::new();
-    }
-    template["spec"]["tolerations"] = daemonset::pod_tolerations(&template);
-    let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
-        "metadata": template.get("metadata").cloned().unwrap_or_else(|| serde_json::json!({})),
-        "spec": template.get("spec").cloned().unwrap_or_else(|| serde_json::json!({}))});
-    let Ok(pod) = serde_json::from_value::<Pod>(pod) else { return Vec::new() };
-    nodes
-        .iter()
-        .filter(|n| scheduler::daemon_fits(&pod, n, running.contains(n.name.as_str())))
-        .map(|n| n.name.clone())
-        .collect()
-}
-
-/// DaemonSets: one pod per eligible node (`daemonset`), also on nodes that join later.
-pub(super) async fn daemonsets(store: Store) {
-    let mut rounds = Rounds::new(&store, Duration::from_secs(5), &[Kind::DaemonSet, Kind::Pod, Kind::Node]);
-    while rounds.next().await {
-        let sets = list(&store, Kind::DaemonSet).await;
-        if sets.is_empty() {
-            continue;
-        }
-        let (pods, nodes) = (list(&store, Kind::Pod).await, list(&store, Kind::Node).await);
-        let views: Vec<NodeView> = nodes
-            .iter()
-            .filter_map(|n| serde_json::from_value::<Node>(n.clone()).ok())
-            .map(|n| NodeView::from_node(&n))
-            .collect();
-        let index = by_controller(&pods);
-        for ds in &sets {
-            let running: HashSet<&str> = owned(&index, ds).iter().filter_map(common::node_of).collect();
-            let eligible = eligible_nodes(ds, &views, &running);
-            let writes = daemonset::reconcile(ds, owned(&index, ds), &eligible, now(), suffix)
-                .into_iter()
-                .map(|a| match a {
-                    daemonset::Action::Create(p) => Write::Create(Kind::Pod, p),
-                    daemonset::Action::Delete(n) => Write::Delete(Kind::Pod, n),
-                    daemonset::Action::Status(s) => Write::Status(s),
-                    daemonset::Action::Event { warning, reason, message } => {
-                        Write::Event(Event { warning, reason, message })
-                    }
-                })
-                .collect();
-            perform(&store, Kind::DaemonSet, ds, "daemonset-controller", writes).await;
-        }
-    }
-}
-
-/// Jobs: pods to completion (`job`); resynced every 2 s for back-off and deadlines.
-pub(super) async fn jobs(store: Store) {
-    let mut rounds = Rounds::new(&store, Duration::from_secs(2), &[Kind::Job, Kind::Pod]);
-    while rounds.next().await {
-        let jobs = list(&store, Kind::Job).await;
-        if jobs.is_empty() {
-            continue;
-        }
-        let pods = list(&store, Kind::Pod).await;
-        let index = by_controller(&pods);
-        for j in &jobs {
-            let writes = job::reconcile(j, owned(&index, j), now(), suffix)
-                .into_iter()
-                .map(|a| match a {
-                    job::Action::Create(p) => Write::Create(Kind::Pod, p),
-                    job::Action::Delete(n) => Write::Delete(Kind::Pod, n),
-                    job::Action::Status(s) => Write::Status(s),
-                    job::Action::Event { warning, reason, message } => {
-                        Write::Event(Event { warning, reason, message })
-                    }
-                    job::Action::DeleteJob => Write::DeleteOwner,
-                })
-                .collect();
-            perform(&store, Kind::Job, j, "job-controller", writes).await;
-        }
-    }
-}
-
-/// CronJobs: Jobs on a schedule (`cronjob`); checked every 5 s.
-pub(super) async fn cronjobs(store: Store) {
-    let mut rounds = Rounds::new(&store, Duration::from_secs(5), &[Kind::CronJob, Kind::Job]);
-    while rounds.next().await {
-        let crons = list(&store, Kind::CronJob).await;
-        if crons.is_empty() {
-            continue;
-        }
-        let jobs = list(&store, Kind::Job).await;
-        let index = by_controller(&jobs);
-        for c in &crons {
-            let writes = cronjob::reconcile(c, owned(&index, c), now())
-                .into_iter()
-                .map(|a| match a {
-                    cronjob::Action::CreateJob(j) => Write::Create(Kind::Job, j),
-                    cronjob::Action::DeleteJob(n) => Write::Delete(Kind::Job, n),
-                    cronjob::Action::Status(s) => Write::Status(s),
-                    cronjob::Action::Event { warning, reason, message } => {
-                        Write::Event(Event { warning, reason, message })
-                    }
-                })
-                .collect();
-            perform(&store, Kind::CronJob, c, "cronjob-controller", writes).await;
-        }
-    }
-}
-
-/// StatefulSets: ordinal pods and their claims (`statefulset`).
-pub(super) async fn statefulsets(store: Store) {
-    let kinds = [Kind::StatefulSet, Kind::Pod, Kind::PersistentVolumeClaim];
-    let mut rounds = Rounds::new(&store, Duration::from_secs(5), &kinds);
-    while rounds.next().await {
-        let sets = list(&store, Kind::StatefulSet).await;
-        if sets.is_empty() {
-            continue;
-        }
-        let (pods, claims) = (list(&store, Kind::Pod).await, list(&store, Kind::PersistentVolumeClaim).await);
-        let index = by_controller(&pods);
-        for s in &sets {
-            let ns_claims: Vec<Value> =
-                claims.iter().filter(|c| namespace(c) == namespace(s)).cloned().collect();
-            let writes = statefulset::reconcile(s, owned(&index, s), &ns_claims, now())
-                .into_iter()
-                .map(|a| match a {
-                    statefulset::Action::CreatePod(p) => Write::Create(Kind::Pod, p),
-                    statefulset::Action::DeletePod(n) => Write::Delete(Kind::Pod, n),
-                    statefulset::Action::CreateClaim(c) => Write::Create(Kind::PersistentVolumeClaim, c),
-                    statefulset::Action::Status(st) => Write::Status(st),
-                    statefulset::Action::Event { warning, reason, message } => {
-                        Write::Event(Event { warning, reason, message })
-                    }
-                })
-                .collect();
-            perform(&store, Kind::StatefulSet, s, "statefulset-controller", writes).await;
-        }
-    }
 }
 
 /// Kinds whose objects controllers own, and the kinds that own them.
@@ -393,36 +254,6 @@ pub(super) async fn garbage_collector(store: Store) {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn daemonset_pods_go_where_selector_and_taints_allow_also_on_not_ready_nodes() {
-        let node = |name: &str, labels: Value, taints: Value, ready: &str| {
-            let n: Node = serde_json::from_value(json!({
-                "apiVersion": "v1", "kind": "Node",
-                "metadata": {"name": name, "labels": labels},
-                "spec": {"taints": taints, "unschedulable": true},
-                "status": {"conditions": [{"type": "Ready", "status": ready}]},
-            }))
-            .unwrap();
-            NodeView::from_node(&n)
-        };
-        let nodes = [
-            node("a", json!({"role": "edge"}), json!([]), "True"),
-            node("b", json!({"role": "edge"}), json!([]), "Unknown"),
-            node("c", json!({"role": "core"}), json!([]), "True"),
-            node("d", json!({"role": "edge"}), json!([{"key": "gpu", "effect": "NoSchedule"}]), "True"),
-        ];
-        let ds = json!({"spec": {"template": {"spec": {"nodeSelector": {"role": "edge"},
-            "containers": [{"name": "c", "image": "x"}]}}}});
-        let none = HashSet::new();
-        assert_eq!(eligible_nodes(&ds, &nodes, &none), ["a", "b"]);
-        let mut tolerant = ds.clone();
-        tolerant["spec"]["template"]["spec"]["tolerations"] = json!([{"key": "gpu", "operator": "Exists"}]);
-        assert_eq!(eligible_nodes(&tolerant, &nodes, &none), ["a", "b", "d"]);
-        assert!(eligible_nodes(&json!({"spec": {"template": 3}}), &nodes, &none).is_empty());
-        // A NoSchedule taint added later keeps new pods off, not the one already running.
-        assert_eq!(eligible_nodes(&ds, &nodes, &HashSet::from(["d"])), ["a", "b", "d"]);
-    }
 
     #[test]
     fn orphans_are_dependents_whose_workload_owners_are_all_gone() {

@@ -39,14 +39,14 @@ impl World {
         let actions = reconcile(d, &self.rses, &pods, 1_000);
         for a in &actions {
             match a {
-                Action::Create(rs) => self.rses.push(rs.clone()),
-                Action::Update(rs) => {
+                Action::Create { object: rs, .. } => self.rses.push(rs.clone()),
+                Action::Update { object: rs, .. } => {
                     let i = self.rses.iter().position(|r| name(r) == name(rs)).expect("updated rs exists");
                     self.rses[i] = rs.clone();
                 }
-                Action::Delete(n) => self.rses.retain(|r| name(r) != n),
-                Action::Status(s) => d["status"] = s.clone(),
-                Action::Event(_) => {}
+                Action::Delete { name: n, .. } => self.rses.retain(|r| name(r) != n),
+                Action::UpdateStatus(s) => d["status"] = s.clone(),
+                Action::Event { .. } => {}
             }
         }
         for rs in &mut self.rses {
@@ -87,7 +87,7 @@ fn settle(w: &mut World, d: &mut Value, ready: &dyn Fn(&str) -> bool, max_total:
             w.available(),
             w.counts()
         );
-        if actions.iter().all(|a| matches!(a, Action::Status(_) | Action::Event(_))) {
+        if actions.iter().all(|a| matches!(a, Action::UpdateStatus(_) | Action::Event { .. })) {
             return;
         }
     }
@@ -106,7 +106,7 @@ fn the_first_rollout_makes_one_owned_replicaset_at_revision_1() {
     let mut d = deploy(3, "v1", rolling(json!(1), json!(0)));
     let mut w = World::new();
     let actions = w.round(&mut d, &|_| true);
-    let Action::Create(rs) = &actions[0] else { panic!("{actions:?}") };
+    let Action::Create { object: rs, .. } = &actions[0] else { panic!("{actions:?}") };
     let hash = template_hash(&d["spec"]["template"]);
     assert_eq!(rs["metadata"]["name"], format!("web-{hash}"));
     assert_eq!(rs["metadata"]["annotations"][REVISION], "1");
@@ -219,7 +219,10 @@ fn scaling_without_a_template_change_resizes_the_current_replicaset() {
     d["spec"]["replicas"] = 5.into();
     let actions = w.round(&mut d, &|_| true);
     let events = events(&actions, &[]);
-    assert!(matches!(&actions[0], Action::Update(rs) if rs["spec"]["replicas"] == 5), "{actions:?}");
+    assert!(
+        matches!(&actions[0], Action::Update { object: rs, .. } if rs["spec"]["replicas"] == 5),
+        "{actions:?}"
+    );
     assert_eq!(events.len(), 1);
     d["spec"]["replicas"] = 1.into();
     settle(&mut w, &mut d, &|_| true, 5, 0);
