@@ -10,7 +10,7 @@
 //! the nodes of FILE (a JSON array of agent configurations) and prints `ready N` once N
 //! connected, then `reconnected NODE MS` when a node is back after losing the broker and
 //! `resynced NODE MS` when it has its desired state from the broker again (unix milliseconds);
-//! `tests/tests/storm.rs` uses it for the reconnect storm of the fault suite.
+//! `tests/tests/e2e/storm.rs` uses it for the reconnect storm of the fault suite.
 //!
 //! Measured, for `--nodes N`:
 //! - time to create N node credentials through the API and for all N nodes to be Ready;
