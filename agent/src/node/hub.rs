@@ -15,11 +15,11 @@ use flotilla_link::{AgentConfig, Link, LinkConfig, LinkEvent};
 use flotilla_shared::wire::topics::{NodeTopic, Topics};
 use flotilla_shared::wire::{self, DesiredSnapshot, Event, Events, Heartbeat, Presence, StatusReport};
 
+use crate::node::desired::SnapshotFiles;
 use crate::node::hub_logs::LogServer;
-use crate::runtime::shim::write_atomic;
 
 /// Largest snapshot accepted.
-const MAX_SNAPSHOT: usize = wire::DEFAULT_MAX_PAYLOAD;
+pub const MAX_SNAPSHOT: usize = wire::DEFAULT_MAX_PAYLOAD;
 /// A heartbeat this often between status reports.
 pub const HEARTBEAT: Duration = Duration::from_secs(10);
 
@@ -144,54 +144,6 @@ pub fn accept(current: Option<&DesiredSnapshot>, incoming: &DesiredSnapshot, nod
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
-/// Where the last desired snapshot is kept: everything but the Secrets and registry
-/// credentials in the state directory (on disk, for a reboot without network), those in the run
-/// directory (in memory: secrets never reach the disk, so after a reboot pods that need them wait
-/// for the hub).
-#[derive(Debug, Clone)]
-pub struct SnapshotFiles {
-    pub desired: PathBuf,
-    pub secrets: PathBuf,
-}
-
-impl SnapshotFiles {
-    fn load(&self, node: &str) -> Option<DesiredSnapshot> {
-        let mut snap = std::fs::read(&self.desired)
-            .ok()
-            .and_then(|b| wire::decode::<DesiredSnapshot>(&b, MAX_SNAPSHOT).ok())
-            .filter(|s| s.node == node)?;
-        if let Some(s) = std::fs::read(&self.secrets)
-            .ok()
-            .and_then(|b| wire::decode::<DesiredSnapshot>(&b, MAX_SNAPSHOT).ok())
-            .filter(|s| s.node == node && s.generation == snap.generation)
-        {
-            snap.secrets = s.secrets;
-            snap.registry_auth = s.registry_auth;
-        }
-        Some(snap)
-    }
-
-    fn store(&self, snap: &DesiredSnapshot) -> std::io::Result<()> {
-        let secrets = DesiredSnapshot {
-            node: snap.node.clone(),
-            generation: snap.generation,
-            pods: Vec::new(),
-            config_maps: Vec::new(),
-            secrets: snap.secrets.clone(),
-            registry_auth: snap.registry_auth.clone(),
-            claims: Vec::new(),
-        };
-        if let Some(dir) = self.secrets.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        write_atomic(&self.secrets, &wire::encode(&secrets))?;
-        let mut on_disk = snap.clone();
-        on_disk.secrets.clear();
-        on_disk.registry_auth.clear();
-        write_atomic(&self.desired, &wire::encode(&on_disk))
-    }
 }
 
 /// Starts the link thread. `files` hold the last applied snapshot across restarts; `wake` is
@@ -388,9 +340,11 @@ fn take_snapshot(
         tracing::debug!(generation = incoming.generation, "ignoring a desired state that is not newer");
         return Some(false);
     }
-    // Persisted before it is acted on: after a reboot with no network, this is what runs.
-    if let Err(e) = files.store(&incoming) {
-        tracing::error!(error = %e, "persisting the desired state; applying it anyway");
+    // Persisted before it is acted on: after a reboot with no network, this is what runs
+    // (the flash is written only when that changes: `desired::reboot_digest`).
+    match files.store(&incoming) {
+        Ok(written) => tracing::debug!(written, "desired state kept"),
+        Err(e) => tracing::error!(error = %e, "persisting the desired state; applying it anyway"),
     }
     tracing::info!(generation = incoming.generation, pods = incoming.pods.len(), "new desired state");
     *current = Some(incoming);

@@ -4,6 +4,7 @@
 //! the observed state recorded in the run directory (only when it changes) so a restarted agent
 //! adopts what runs.
 
+pub mod desired;
 pub mod events;
 pub mod exec;
 pub mod gc;
@@ -419,10 +420,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
         Some(cfg) => Some(hub::start(
             cfg.clone(),
             paths.state.clone(),
-            hub::SnapshotFiles {
-                desired: paths.state.join("desired.cbor"),
-                secrets: paths.run.join("secrets.cbor"),
-            },
+            desired::SnapshotFiles::new(paths.state.join("desired.cbor"), paths.run.join("secrets.cbor")),
             wake_tx.clone(),
         )?),
         None => None,
