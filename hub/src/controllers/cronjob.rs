@@ -33,6 +33,7 @@ impl Controller for CronJobs {
     const LISTS: &'static [Kind] = &[Kind::Job];
     const RESYNC: Duration = Duration::from_secs(5);
     const SOURCE: &'static str = "cronjob-controller";
+    type Owner = Value;
 
     fn reconcile(cronjob: &Value, lists: &Lists, now: i64, _: &mut dyn FnMut() -> String) -> Vec<Action> {
         reconcile(cronjob, lists.owned(Kind::Job, cronjob), now)

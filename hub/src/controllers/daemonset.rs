@@ -32,6 +32,7 @@ impl Controller for DaemonSets {
     const LISTS: &'static [Kind] = &[Kind::Pod, Kind::Node];
     const RESYNC: Duration = Duration::from_secs(5);
     const SOURCE: &'static str = "daemonset-controller";
+    type Owner = Value;
 
     fn reconcile(ds: &Value, lists: &Lists, now: i64, suffix: &mut dyn FnMut() -> String) -> Vec<Action> {
         let pods = lists.owned(Kind::Pod, ds);

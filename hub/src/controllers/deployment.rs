@@ -43,6 +43,7 @@ impl Controller for Deployments {
     const LISTS: &'static [Kind] = &[Kind::ReplicaSet, Kind::Pod];
     const RESYNC: Duration = Duration::from_secs(5);
     const SOURCE: &'static str = "deployment-controller";
+    type Owner = Value;
 
     fn reconcile(d: &Value, lists: &Lists, now: i64, _: &mut dyn FnMut() -> String) -> Vec<Action> {
         let mine = lists.owned(Kind::ReplicaSet, d);

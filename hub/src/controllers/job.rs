@@ -35,6 +35,7 @@ impl Controller for Jobs {
     const LISTS: &'static [Kind] = &[Kind::Pod];
     const RESYNC: Duration = Duration::from_secs(2);
     const SOURCE: &'static str = "job-controller";
+    type Owner = Value;
 
     fn reconcile(job: &Value, lists: &Lists, now: i64, suffix: &mut dyn FnMut() -> String) -> Vec<Action> {
         reconcile(job, lists.owned(Kind::Pod, job), now, suffix)

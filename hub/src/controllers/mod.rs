@@ -9,12 +9,13 @@ pub mod deployment;
 pub mod health;
 pub mod job;
 pub mod lifecycle;
+pub mod pods;
 pub mod replicaset;
 pub mod statefulset;
 pub mod volumes;
 mod workloads;
 
-pub use workloads::{Controller, Lists};
+pub use workloads::{Controller, Listed, Lists};
 
 use std::collections::HashMap;
 use std::time::Duration;

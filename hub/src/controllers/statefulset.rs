@@ -17,7 +17,6 @@
 //! The decision is pure.
 
 use std::collections::{BTreeMap, HashSet};
-
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -48,6 +47,7 @@ impl Controller for StatefulSets {
     const LISTS: &'static [Kind] = &[Kind::Pod, Kind::PersistentVolumeClaim];
     const RESYNC: Duration = Duration::from_secs(5);
     const SOURCE: &'static str = "statefulset-controller";
+    type Owner = Value;
 
     fn reconcile(sts: &Value, lists: &Lists, now: i64, _: &mut dyn FnMut() -> String) -> Vec<Action> {
         let claims: Vec<Value> = lists

@@ -8,9 +8,10 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use flotilla_shared::api::{Kind, Node};
+use flotilla_shared::api::{self as api, Kind, Node, Object, ObjectMeta};
 
 use super::common::{controller_uid, name, namespace, uid};
 use super::{list, suffix, Action, Event, Rounds};
@@ -32,9 +33,49 @@ pub trait Controller {
     const RESYNC: Duration;
     /// The source of its events (`replicaset-controller`).
     const SOURCE: &'static str;
+    /// The managed object as the controller reads it, parsed at the loop's edge (an object
+    /// that does not parse is logged and skipped).
+    type Owner: DeserializeOwned;
 
     /// Decides for one object; `suffix` yields random name suffixes.
-    fn reconcile(owner: &Value, lists: &Lists, now: i64, suffix: &mut dyn FnMut() -> String) -> Vec<Action>;
+    fn reconcile(
+        owner: &Self::Owner,
+        lists: &Lists,
+        now: i64,
+        suffix: &mut dyn FnMut() -> String,
+    ) -> Vec<Action>;
+}
+
+/// A kind a controller reads typed from its round's `Lists`.
+pub trait Listed: Sized {
+    fn of(object: &Object) -> Option<&Self>;
+}
+
+macro_rules! listed {
+    ($($kind:ident),*) => {$(
+        impl Listed for api::$kind {
+            fn of(object: &Object) -> Option<&Self> {
+                match object {
+                    Object::$kind(o) => Some(o),
+                    _ => None,
+                }
+            }
+        }
+    )*};
+}
+listed!(Pod, ReplicaSet, Job, PersistentVolumeClaim);
+
+/// `raw` parsed as a `T`, or `None` (logged): a stored object that does not parse is skipped,
+/// never a panic.
+pub(super) fn parse<T: DeserializeOwned>(kind: Kind, raw: &Value) -> Option<T> {
+    match serde_json::from_value(raw.clone()) {
+        Ok(t) => Some(t),
+        Err(error) => {
+            tracing::warn!(%kind, namespace = namespace(raw), name = name(raw), %error,
+                "stored object does not parse (skipped)");
+            None
+        }
+    }
 }
 
 /// What a controller's round listed: every object of each listed kind, and the same grouped
@@ -43,6 +84,9 @@ pub trait Controller {
 pub struct Lists {
     all: HashMap<Kind, Vec<Value>>,
     owned: HashMap<Kind, HashMap<String, Vec<Value>>>,
+    /// The same parsed (those that parse), and their indices by controller uid.
+    typed: HashMap<Kind, Vec<Object>>,
+    typed_owned: HashMap<Kind, HashMap<String, Vec<usize>>>,
     /// The listed nodes as the scheduler sees them.
     pub nodes: Vec<NodeView>,
 }
@@ -57,9 +101,35 @@ impl Lists {
                 .map(|n| NodeView::from_node(&n))
                 .collect();
         }
+        let typed: Vec<Object> =
+            objects.iter().filter_map(|o| Object::from_value(kind, parse(kind, o)?).ok()).collect();
+        let mut typed_owned: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, o) in typed.iter().enumerate() {
+            if let Some(u) = super::pods::controller_uid(o.metadata()) {
+                typed_owned.entry(u.to_string()).or_default().push(i);
+            }
+        }
+        self.typed_owned.insert(kind, typed_owned);
+        self.typed.insert(kind, typed);
         let index = by_controller(&objects).into_iter().map(|(k, v)| (k.to_string(), v)).collect();
         self.owned.insert(kind, index);
         self.all.insert(kind, objects);
+    }
+
+    /// Every listed object of type `T` that parsed.
+    pub fn every<'a, T: Listed + 'a>(&'a self) -> impl Iterator<Item = &'a T> {
+        self.typed.values().flatten().filter_map(T::of)
+    }
+
+    /// The listed objects of type `T` that the object with `owner` metadata controls.
+    pub fn owned_by<T: Listed>(&self, owner: &ObjectMeta) -> Vec<&T> {
+        let uid = super::pods::uid(owner);
+        let mut out = Vec::new();
+        for (kind, index) in &self.typed_owned {
+            let (Some(objects), Some(mine)) = (self.typed.get(kind), index.get(uid)) else { continue };
+            out.extend(mine.iter().filter_map(|i| T::of(&objects[*i])));
+        }
+        out
     }
 
     /// Every listed object of `kind`.
@@ -86,9 +156,10 @@ pub(super) async fn run<C: Controller>(store: Store) {
         for kind in C::LISTS {
             lists.insert(*kind, list(&store, *kind).await);
         }
-        for owner in &owners {
-            let actions = C::reconcile(owner, &lists, now(), &mut suffix);
-            perform(&store, C::KIND, owner, C::SOURCE, actions).await;
+        for raw in &owners {
+            let Some(owner) = parse::<C::Owner>(C::KIND, raw) else { continue };
+            let actions = C::reconcile(&owner, &lists, now(), &mut suffix);
+            perform(&store, C::KIND, raw, C::SOURCE, actions).await;
         }
     }
 }
