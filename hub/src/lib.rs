@@ -1,9 +1,10 @@
-//! flotilla-hub: the control plane (store, API, and as they land the scheduler, controllers and
-//! MQTT pusher) and the kubectl-like CLI that talks to it. `main.rs` only parses arguments,
-//! sets up logging and dispatches here.
+//! flotilla-hub: the control plane (store, API, scheduler, controllers, the MQTT broker and the
+//! node link) and the kubectl-like CLI that talks to it. `main.rs` only parses arguments, sets
+//! up logging and dispatches here.
 
 pub mod api;
 pub mod cli;
+pub mod clock;
 pub mod controllers;
 pub mod mqtt;
 pub mod nodes;

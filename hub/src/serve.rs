@@ -284,7 +284,7 @@ pub async fn serve(
         body_limit: opts.body_limit,
         components: Arc::new(components(health, described)),
     });
-    let credentials = Arc::new(crate::nodes::credentials::CredentialsState {
+    let credentials = Arc::new(crate::api::nodes::NodesState {
         api: state.clone(),
         broker: advertise.clone(),
         topics: flotilla_shared::wire::topics::Topics::new(&opts.mqtt.topic_root)
@@ -299,23 +299,23 @@ pub async fn serve(
     let app = axum::Router::new()
         .route(
             "/flotilla/v1/nodes/{name}/credentials",
-            axum::routing::post(crate::nodes::credentials::handler),
+            axum::routing::post(crate::api::nodes::credentials),
         )
         .route(
             "/flotilla/v1/viewers/{name}/credentials",
-            axum::routing::post(crate::nodes::credentials::viewer_handler),
+            axum::routing::post(crate::api::nodes::viewer_credentials),
         )
-        .route("/flotilla/v1/tokens", axum::routing::post(crate::nodes::join::create))
-        .route("/flotilla/v1/cacerts", axum::routing::get(crate::nodes::join::cacerts))
-        .route("/flotilla/v1/join", axum::routing::post(crate::nodes::join::join))
+        .route("/flotilla/v1/tokens", axum::routing::post(crate::api::nodes::create_token))
+        .route("/flotilla/v1/cacerts", axum::routing::get(crate::api::nodes::cacerts))
+        .route("/flotilla/v1/join", axum::routing::post(crate::api::nodes::join))
         .with_state(credentials)
         .merge(
             axum::Router::new()
                 .route(
                     "/api/v1/namespaces/{namespace}/pods/{name}/log",
-                    axum::routing::get(crate::nodes::logs::handler),
+                    axum::routing::get(crate::api::logs::handler),
                 )
-                .with_state(Arc::new(crate::nodes::logs::LogsState {
+                .with_state(Arc::new(crate::api::logs::LogsState {
                     api: state.clone(),
                     link: node_link.link.clone(),
                     topics: node_link.topics.clone(),

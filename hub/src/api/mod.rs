@@ -3,6 +3,8 @@
 //! watches, and errors as Kubernetes `Status` objects.
 
 pub mod error;
+pub mod logs;
+pub mod nodes;
 pub mod paths;
 mod watch;
 

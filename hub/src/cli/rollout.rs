@@ -355,7 +355,7 @@ pub async fn run(conn: &Connection, cmd: RolloutCommand) -> anyhow::Result<i32> 
                 );
             }
             let path = object_path(kind, &namespace.unwrap_or_else(|| "default".into()), &name);
-            let now = crate::nodes::now_rfc3339();
+            let now = crate::clock::now_rfc3339();
             client
                 .edit(&path, |o| {
                     if o.pointer("/spec/paused").and_then(Value::as_bool) == Some(true) {

@@ -1,14 +1,8 @@
 //! Node credentials for the broker: one Secret per node in `flotilla-system` (type
 //! `flotilla.io/node-credentials`, holding only a salted hash), loaded into the embedded
-//! broker's users and kept in sync with the store. `POST /flotilla/v1/nodes/{name}/credentials`
-//! (admin) issues a fresh password and returns the agent's configuration.
+//! broker's users and kept in sync with the store. `issue` makes a fresh password and the
+//! agent's configuration (`POST /flotilla/v1/nodes/{name}/credentials`, in `api::nodes`).
 
-use std::sync::Arc;
-
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
 use base64::Engine;
 use serde_json::{json, Value};
 
@@ -17,7 +11,6 @@ use flotilla_shared::api::Kind;
 use flotilla_shared::selector::LabelSelector;
 use flotilla_shared::wire::topics::Topics;
 
-use crate::api::ApiState;
 use crate::mqtt::acl::Role;
 use crate::mqtt::users::{hash_password, mosquitto_hash, new_password, Users};
 use crate::store::objects::Mode;
@@ -168,22 +161,6 @@ pub async fn issue_viewer(store: &Store, user: &str, broker: &str, topics: &Topi
     }))
 }
 
-/// `POST /flotilla/v1/viewers/{name}/credentials`.
-pub async fn viewer_handler(
-    State(st): State<Arc<CredentialsState>>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    if !crate::api::authorized(&st.api, &headers) {
-        return (StatusCode::UNAUTHORIZED, Json(json!({"message": "a valid bearer token is required"})))
-            .into_response();
-    }
-    match issue_viewer(&st.api.store, &name, &st.broker, &st.topics).await {
-        Ok(v) => (StatusCode::CREATED, Json(v)).into_response(),
-        Err(e) => (StatusCode::BAD_REQUEST, Json(json!({"message": e}))).into_response(),
-    }
-}
-
 /// Creates the hub's own namespace if missing.
 pub async fn ensure_namespace(store: &Store) -> Result<(), String> {
     let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SYSTEM_NAMESPACE}});
@@ -192,32 +169,6 @@ pub async fn ensure_namespace(store: &Store) -> Result<(), String> {
         .await
         .map(|_| ())
         .map_err(|e| format!("creating namespace {SYSTEM_NAMESPACE}: {e}"))
-}
-
-/// What the credentials endpoint needs.
-pub struct CredentialsState {
-    pub api: Arc<ApiState>,
-    /// The broker URL agents should use.
-    pub broker: String,
-    pub topics: Topics,
-    /// The hub's CA certificate (PEM file bytes), when it serves HTTPS with `--tls-ca`.
-    pub ca_pem: Option<Vec<u8>>,
-}
-
-/// `POST /flotilla/v1/nodes/{name}/credentials`.
-pub async fn handler(
-    State(st): State<Arc<CredentialsState>>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    if !crate::api::authorized(&st.api, &headers) {
-        return (StatusCode::UNAUTHORIZED, Json(json!({"message": "a valid bearer token is required"})))
-            .into_response();
-    }
-    match issue(&st.api.store, &name, &st.broker, &st.topics).await {
-        Ok(cfg) => (StatusCode::CREATED, Json(cfg)).into_response(),
-        Err(e) => (StatusCode::BAD_REQUEST, Json(json!({"message": e}))).into_response(),
-    }
 }
 
 #[cfg(test)]

@@ -7,25 +7,22 @@
 //! Token: `FLT1.<ca sha256 hex, or "-" for a plain-HTTP hub>.<id>.<secret>`. The hub keeps a
 //! Secret `join-<id>` in `flotilla-system` (type `flotilla.io/join-token`) with a salted hash of
 //! the secret and the expiry; a join that succeeds deletes it, so a token works once.
+//! The HTTP side is `api::nodes`.
 
-use std::sync::Arc;
-
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
 use base64::Engine;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
+use flotilla_link::AgentConfig;
 use flotilla_shared::api::Kind;
 pub use flotilla_shared::join::Token;
+use flotilla_shared::wire::topics::Topics;
 
-use super::credentials::{issue, secret_name, CredentialsState, SYSTEM_NAMESPACE};
+use super::credentials::{issue, secret_name, SYSTEM_NAMESPACE};
 use crate::mqtt::users::{hash_password, new_password, verify_password};
 use crate::store::objects::Mode;
-use crate::store::WriteOp;
+use crate::store::{Store, WriteOp};
 
 pub const TOKEN_TYPE: &str = "flotilla.io/join-token";
 
@@ -34,25 +31,32 @@ pub fn ca_hash(pem: &[u8]) -> String {
     Sha256::digest(pem).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn message(code: StatusCode, text: impl Into<String>) -> Response {
-    (code, Json(json!({"message": text.into()}))).into_response()
+/// Why a token could not be made or a join was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum JoinError {
+    #[error("ttlSeconds must be between 1 and a year")]
+    BadTtl,
+    /// Unknown, used, expired or damaged: the caller learns no more than that.
+    #[error("the token is not valid (unknown, used or expired)")]
+    Invalid,
+    #[error("the request names no node")]
+    NoNode,
+    #[error("node {0} has joined already; rotate its credentials with `flotilla-hub node add {0}` or join under another name")]
+    Joined(String),
+    /// The hub does not accept the node (its name, say).
+    #[error("{0}")]
+    Refused(String),
+    #[error("storing the token: {0}")]
+    Store(String),
 }
 
-/// `POST /flotilla/v1/tokens` (admin): `{"ttlSeconds": N}` → `{"token", "expires"}`.
-pub async fn create(
-    State(st): State<Arc<CredentialsState>>,
-    headers: HeaderMap,
-    body: Option<Json<Value>>,
-) -> Response {
-    if !crate::api::authorized(&st.api, &headers) {
-        return message(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
-    }
-    let ttl = body.as_ref().and_then(|b| b["ttlSeconds"].as_u64()).unwrap_or(24 * 3600);
+/// Makes a token valid for `ttl` seconds: (the token, its expiry as RFC 3339).
+pub async fn create(store: &Store, ca_pem: Option<&[u8]>, ttl: u64) -> Result<(String, String), JoinError> {
     if ttl == 0 || ttl > 365 * 24 * 3600 {
-        return message(StatusCode::BAD_REQUEST, "ttlSeconds must be between 1 and a year");
+        return Err(JoinError::BadTtl);
     }
     let id: String = crate::store::crypto::random::<6>().iter().map(|b| format!("{b:02x}")).collect();
-    let token = Token { ca_hash: st.ca_pem.as_deref().map(ca_hash), id: id.clone(), secret: new_password() };
+    let token = Token { ca_hash: ca_pem.map(ca_hash), id: id.clone(), secret: new_password() };
     let expires = OffsetDateTime::now_utc() + time::Duration::seconds(ttl as i64);
     let expires = expires.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
     let data = json!({"id": id, "secretHash": hash_password(&token.secret), "expires": expires});
@@ -61,10 +65,8 @@ pub async fn create(
         object: token_secret(&id, "stringData", data),
         mode: Mode::Create,
     };
-    if let Err(e) = st.api.store.write(op, false).await {
-        return message(StatusCode::INTERNAL_SERVER_ERROR, format!("storing the token: {e}"));
-    }
-    (StatusCode::CREATED, Json(json!({"token": token.to_string(), "expires": expires}))).into_response()
+    store.write(op, false).await.map_err(|e| JoinError::Store(e.to_string()))?;
+    Ok((token.to_string(), expires))
 }
 
 /// The Secret that stands for the token `id`, with its fields under `data` (base64, as
@@ -76,16 +78,6 @@ fn token_secret(id: &str, field: &str, data: Value) -> Value {
         "type": TOKEN_TYPE,
         field: data,
     })
-}
-
-/// `GET /flotilla/v1/cacerts` (no authentication: the token's hash makes it trustworthy).
-pub async fn cacerts(State(st): State<Arc<CredentialsState>>) -> Response {
-    match &st.ca_pem {
-        Some(pem) => {
-            ([(axum::http::header::CONTENT_TYPE, "application/x-pem-file")], pem.clone()).into_response()
-        }
-        None => message(StatusCode::NOT_FOUND, "this hub serves plain HTTP and has no CA certificate"),
-    }
 }
 
 /// Whether `secret` matches the token Secret's hash and it has not expired.
@@ -108,43 +100,44 @@ fn valid(stored: &Value, secret: &str, now: OffsetDateTime) -> Result<(), &'stat
     }
 }
 
-/// `POST /flotilla/v1/join`: `{"token", "node"}` → the agent's configuration.
-pub async fn join(State(st): State<Arc<CredentialsState>>, Json(body): Json<Value>) -> Response {
-    let unknown = || message(StatusCode::UNAUTHORIZED, "the token is not valid (unknown, used or expired)");
-    let Some(token) = body["token"].as_str().and_then(|t| Token::parse(t).ok()) else { return unknown() };
-    let Some(node) = body["node"].as_str() else {
-        return message(StatusCode::BAD_REQUEST, "the request names no node");
-    };
-    let store = &st.api.store;
+/// Trades a token for `node`'s broker credentials: the agent's configuration (with the hub's
+/// CA when its broker speaks TLS).
+pub async fn join(
+    store: &Store,
+    broker: &str,
+    topics: &Topics,
+    ca_pem: Option<&[u8]>,
+    token: Option<&str>,
+    node: Option<&str>,
+) -> Result<AgentConfig, JoinError> {
+    let token = token.and_then(|t| Token::parse(t).ok()).ok_or(JoinError::Invalid)?;
+    let node = node.ok_or(JoinError::NoNode)?;
     let name = format!("join-{}", token.id);
     let stored = match store.get(Kind::Secret, SYSTEM_NAMESPACE, &name).await {
         Ok(Some(s)) if s["type"] == TOKEN_TYPE => s,
-        _ => return unknown(),
+        _ => return Err(JoinError::Invalid),
     };
     if let Err(why) = valid(&stored, &token.secret, OffsetDateTime::now_utc()) {
         tracing::warn!(token = token.id, why, "refused a join");
-        return unknown();
+        return Err(JoinError::Invalid);
     }
     if store.get(Kind::Secret, SYSTEM_NAMESPACE, &secret_name(node)).await.ok().flatten().is_some() {
-        return message(
-            StatusCode::CONFLICT,
-            format!("node {node} has joined already; rotate its credentials with `flotilla-hub node add {node}` or join under another name"),
-        );
+        return Err(JoinError::Joined(node.to_string()));
     }
     // Single use: whoever deletes the token Secret first gets to join. A join refused after
     // that (a name the hub does not accept) puts the token back: only a join that succeeds
     // uses it up.
     let op = WriteOp::Delete { kind: Kind::Secret, namespace: SYSTEM_NAMESPACE.into(), name };
     if store.write(op, false).await.is_err() {
-        return unknown();
+        return Err(JoinError::Invalid);
     }
-    match issue(store, node, &st.broker, &st.topics).await {
+    match issue(store, node, broker, topics).await {
         Ok(mut cfg) => {
             if cfg.broker.starts_with("mqtts://") {
-                cfg.ca_pem = st.ca_pem.as_ref().map(|p| String::from_utf8_lossy(p).into_owned());
+                cfg.ca_pem = ca_pem.map(|p| String::from_utf8_lossy(p).into_owned());
             }
             tracing::info!(node, token = token.id, "node joined");
-            (StatusCode::CREATED, Json(cfg)).into_response()
+            Ok(cfg)
         }
         Err(e) => {
             let again = token_secret(&token.id, "data", stored["data"].clone());
@@ -152,7 +145,7 @@ pub async fn join(State(st): State<Arc<CredentialsState>>, Json(body): Json<Valu
             if let Err(error) = store.write(op, false).await {
                 tracing::error!(token = token.id, %error, "a refused join could not give its token back");
             }
-            message(StatusCode::BAD_REQUEST, e)
+            Err(JoinError::Refused(e))
         }
     }
 }

@@ -56,13 +56,7 @@ struct NodeMemory {
     restricted: HashMap<String, String>,
 }
 
-pub(crate) fn now_rfc3339() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    now.replace_nanosecond(0)
-        .unwrap_or(now)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
+pub(crate) use crate::clock::now_rfc3339;
 
 /// The running node link, for the API handlers that talk to nodes (logs).
 #[derive(Clone)]

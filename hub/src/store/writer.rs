@@ -379,10 +379,4 @@ fn owner_uids(v: &Value, controller_only: bool) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The current wall-clock time as RFC 3339 (UTC, whole seconds), as Kubernetes writes it.
-pub fn now_rfc3339() -> String {
-    let now = time::OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .unwrap_or_else(|_| time::OffsetDateTime::now_utc());
-    now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
-}
+pub use crate::clock::now_rfc3339;
