@@ -6,7 +6,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use super::digest::{Digest, HashingReader};
-use super::fsutil;
+use crate::fsutil;
 
 /// Content-addressed blobs under one directory.
 #[derive(Debug, Clone)]

@@ -12,10 +12,10 @@ use std::time::{Duration, SystemTime};
 use nix::sys::stat::{self, Mode, SFlag};
 use tracing::warn;
 
-use super::fsutil;
 use super::layers::LayerDir;
 use super::paths::{self, MAX_DEPTH};
 use super::unpack::{set_mtime_nofollow, UnpackOptions};
+use crate::fsutil;
 
 /// Mount data is limited to one page.
 pub const MAX_MOUNT_OPTIONS: usize = 4095;
@@ -276,7 +276,7 @@ fn mtime(m: &fs::Metadata) -> u64 {
 mod tests {
     use super::*;
     use crate::image::digest::Digest;
-    use crate::image::layers::LayerMeta;
+    use crate::image::layer_meta::LayerMeta;
 
     fn layer(n: u8, opaque: bool, whiteouts: bool, devices: bool) -> LayerDir {
         let mut meta = LayerMeta::new(Digest::of_bytes(&[n]));

@@ -14,13 +14,13 @@ use nix::fcntl::{Flock, FlockArg};
 use super::blobs::{BlobError, BlobStore};
 use super::config::{parse_config, ConfigError, RuntimeConfig};
 use super::digest::{Digest, DigestError};
-use super::fsutil;
 use super::index::{
     self, gc_plan, parse_lookup, unreferenced_after, ImageRecord, Index, IndexError, LayerRecord,
 };
 use super::layers::{LayerDir, LayerError, LayerStore};
 use super::platform::Platform;
 use super::unpack::UnpackOptions;
+use crate::fsutil;
 
 /// Manifests and configs larger than this are refused (real ones are a few KiB).
 pub const MAX_JSON_BLOB: u64 = 4 << 20;
@@ -318,7 +318,7 @@ impl ImageStore {
         if next != ix.0 {
             let bytes = serde_json::to_vec_pretty(&next)
                 .map_err(|source| StoreError::IndexFile { path: path.clone(), source })?;
-            fsutil::write_atomic(&self.tmp, &path, &bytes).map_err(io_err(&path))?;
+            fsutil::write_atomic_in(&self.tmp, &path, &bytes).map_err(io_err(&path))?;
             let id = FileId::of(&path).map_err(io_err(&path))?;
             *ix = (next, id);
         }

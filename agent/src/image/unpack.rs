@@ -17,7 +17,7 @@ use tar::EntryType;
 use tracing::warn;
 
 use super::digest::{Digest, HashingReader};
-use super::layers::LayerMeta;
+use super::layer_meta::LayerMeta;
 use super::paths::{self, EntryName, PathProblem, WalkError};
 
 /// What the unpacker may do besides writing files; both need root (CAP_CHOWN, CAP_MKNOD).
@@ -417,7 +417,7 @@ impl Unpacker<'_> {
     }
 
     fn remove(&self, path: &Path) -> Result<(), UnpackError> {
-        super::fsutil::remove_tree(path).map_err(|e| self.io(path, e))
+        crate::fsutil::remove_tree(path).map_err(|e| self.io(path, e))
     }
 
     fn file_attrs(&self, file: &File, path: &Path, a: Attrs) -> Result<(), UnpackError> {

@@ -16,8 +16,8 @@ use std::sync::Mutex;
 use flotilla_shared::api::ObjectMeta;
 use flotilla_shared::wire::{self, DesiredSnapshot};
 
+use crate::fsutil::write_atomic;
 use crate::node::hub::MAX_SNAPSHOT;
-use crate::runtime::shim::write_atomic;
 
 /// The two files, and what the state directory's copy holds now.
 #[derive(Debug)]

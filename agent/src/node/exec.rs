@@ -16,13 +16,12 @@ use flotilla_shared::wire::{ConfigData, DesiredPod};
 
 use super::events::Recorder;
 use super::paths::Paths;
-use super::{now_ms, now_wall};
+use crate::clock::{boot_ms, now_rfc3339, start_ticks, unix_secs};
+use crate::fsutil::{read_json, write_atomic, write_replace};
 use crate::image::{ImageStore, RootfsPlan};
 use crate::reconcile::{Action, ImageState, ObservedPod, ObservedState, SandboxState};
 use crate::runtime::sandbox::SandboxInfo;
-use crate::runtime::shim::{
-    start_ticks, write_atomic, write_replace, Launch, RootfsSource, Running, EXITED_FILE, RUNNING_FILE,
-};
+use crate::runtime::shim::{Launch, RootfsSource, Running, EXITED_FILE, RUNNING_FILE};
 use crate::runtime::spec::{self, ImageFacts, Namespaces, SpecInput};
 use crate::runtime::volumes::{self, PodVolumes, VolumeError};
 
@@ -167,12 +166,12 @@ impl Executor<'_> {
                             _ => 1,
                         };
                         tracing::warn!(pod = %obs.name, error = %format!("{e:#}"), "sandbox creation failed");
-                        SandboxState::Failed { message: format!("{e:#}"), since_ms: now_ms(), attempts }
+                        SandboxState::Failed { message: format!("{e:#}"), since_ms: boot_ms(), attempts }
                     }
                 };
                 if let Some(d) = desired {
                     obs.grace_period_secs = d.spec.termination_grace_period_seconds;
-                    obs.start_wall.get_or_insert_with(now_wall);
+                    obs.start_wall.get_or_insert_with(now_rfc3339);
                 }
             }
             Action::PullImage { container, image, policy, .. } => {
@@ -193,7 +192,7 @@ impl Executor<'_> {
                     );
                     rec.image = ImageState::PullFailed {
                         message: format!("image {image:?} is not present with pull policy of Never"),
-                        since_ms: now_ms(),
+                        since_ms: boot_ms(),
                         attempts,
                     };
                 } else {
@@ -235,7 +234,7 @@ impl Executor<'_> {
                 rec.state = match started {
                     Ok(_) => {
                         event(false, "Started", container, format!("Started container {container}"));
-                        ObservedState::Creating { since_ms: now_ms() }
+                        ObservedState::Creating { since_ms: boot_ms() }
                     }
                     Err(e) => {
                         let attempts = match &rec.state {
@@ -245,7 +244,7 @@ impl Executor<'_> {
                         let config = is_config_error(&e);
                         let message = format!("{e:#}");
                         event(true, "Failed", container, format!("Error: {message}"));
-                        ObservedState::CreateFailed { message, since_ms: now_ms(), attempts, config }
+                        ObservedState::CreateFailed { message, since_ms: boot_ms(), attempts, config }
                     }
                 };
             }
@@ -595,30 +594,9 @@ fn remove_bundle(bundle: &Path) {
     let _ = std::fs::remove_dir_all(bundle);
 }
 
-fn unix_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
 /// The libcontainer id of a container: unique per pod and container name.
 pub fn container_id(uid: &str, name: &str) -> String {
     format!("{}-{name}", uid.get(..uid.len().min(40)).unwrap_or(uid))
-}
-
-/// Reads a JSON record. The loop reads the shims' records every round: opened with `O_NOATIME`
-/// (the agent owns them, or is root), so the first read after each write does not cost the
-/// flash an inode update under `relatime`.
-pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NOATIME)
-        .open(path)
-        .or_else(|_| std::fs::File::open(path))
-        .ok()?;
-    let mut bytes = Vec::new();
-    f.read_to_end(&mut bytes).ok()?;
-    serde_json::from_slice(&bytes).ok()
 }
 
 /// The container's environment from the pod spec, as the kubelet builds it: `envFrom` first

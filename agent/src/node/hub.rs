@@ -15,6 +15,7 @@ use flotilla_link::{AgentConfig, Link, LinkConfig, LinkEvent};
 use flotilla_shared::wire::topics::{NodeTopic, Topics};
 use flotilla_shared::wire::{self, DesiredSnapshot, Event, Events, Heartbeat, Presence, StatusReport};
 
+use crate::clock::unix_ms;
 use crate::node::desired::SnapshotFiles;
 use crate::node::hub_logs::LogServer;
 
@@ -142,10 +143,6 @@ pub fn accept(current: Option<&DesiredSnapshot>, incoming: &DesiredSnapshot, nod
     incoming.node == node && current.is_none_or(|c| incoming.generation > c.generation)
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
 /// Starts the link thread. `files` hold the last applied snapshot across restarts; `wake` is
 /// told when a new snapshot arrives.
 pub fn start(
@@ -167,7 +164,7 @@ pub fn start(
     let (out_tx, out_rx) = tokio::sync::watch::channel::<Pending>(None);
     let (events_tx, events_rx) = tokio::sync::mpsc::channel::<Vec<Event>>(64);
     // A process lifetime's session id, so the hub can tell a late will of an earlier process.
-    let session = now_ms();
+    let session = unix_ms();
     let boot_id =
         std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default().trim().to_string();
     let presence = |online: bool| Presence {
@@ -176,7 +173,7 @@ pub fn start(
         boot_id: boot_id.clone(),
         agent_version: env!("CARGO_PKG_VERSION").into(),
         session,
-        time_ms: now_ms(),
+        time_ms: unix_ms(),
     };
     let link_cfg = LinkConfig {
         url: cfg.broker.parse().context("the broker URL in the agent configuration")?,
@@ -307,7 +304,7 @@ async fn run(
                     node: node.clone(),
                     seq: counter.seq,
                     observed_generation: generation,
-                    time_ms: now_ms(),
+                    time_ms: unix_ms(),
                     epoch: counter.epoch,
                 };
                 let _ = link.try_publish(topics.status(&node), wire::encode(&hb), false);

@@ -30,23 +30,14 @@ use flotilla_shared::manifest::load_paths;
 use flotilla_shared::volume_binding;
 use flotilla_shared::wire::{ClaimVolume, ConfigData, DesiredPod};
 
+use crate::clock::{boot_ms, now_rfc3339, start_ticks};
+use crate::fsutil::read_json;
 use crate::image::ImageStore;
 use crate::reconcile::{self, Observed, ObservedPod, ObservedState, SandboxState, Termination};
 use crate::runtime::sandbox::SandboxInfo;
-use crate::runtime::shim::{start_ticks, Exited, Running, EXITED_FILE, RUNNING_FILE};
-use exec::{read_json, Executor};
+use crate::runtime::shim::{Exited, Running, EXITED_FILE, RUNNING_FILE};
+use exec::Executor;
 use paths::Paths;
-
-/// Milliseconds since boot (CLOCK_BOOTTIME): monotonic, and the same across agent restarts.
-pub fn now_ms() -> u64 {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
-        .map(|t| t.tv_sec() as u64 * 1000 + t.tv_nsec() as u64 / 1_000_000)
-        .unwrap_or(0)
-}
-
-pub fn now_wall() -> String {
-    crate::runtime::shim::now_rfc3339()
-}
 
 /// What `ps` shows: the statuses of the last reconcile.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -167,7 +158,7 @@ fn default_namespace(meta: &mut flotilla_shared::api::ObjectMeta) {
 /// Refreshes the observed state of running and starting containers from the shims' files,
 /// and of sandboxes from their holders.
 pub fn observe(paths: &Paths, observed: &mut Observed) {
-    let now = now_ms();
+    let now = boot_ms();
     for (uid, pod) in observed.pods.iter_mut() {
         if pod.sandbox == SandboxState::Ready {
             let alive = read_json::<SandboxInfo>(&paths.sandbox_info(uid)).is_some_and(|s| s.alive());
@@ -218,7 +209,7 @@ pub fn observe(paths: &Paths, observed: &mut Observed) {
                             "the container's process disappeared (node restart or shim killed)".into(),
                         ),
                         started_wall: r.started_at,
-                        finished_wall: now_wall(),
+                        finished_wall: now_rfc3339(),
                         finished_ms: now,
                         ran_ms: 0,
                     });
@@ -229,7 +220,7 @@ pub fn observe(paths: &Paths, observed: &mut Observed) {
                             rec.state = ObservedState::Exited(Termination {
                                 exit_code: 128,
                                 error: Some("the shim did not start the container within 60 s".into()),
-                                finished_wall: now_wall(),
+                                finished_wall: now_rfc3339(),
                                 finished_ms: now,
                                 ..Default::default()
                             });
@@ -392,7 +383,7 @@ fn finish_pulls(
                     Ok(()) => reconcile::ImageState::Pulled,
                     Err(e) => reconcile::ImageState::PullFailed {
                         message: e.clone(),
-                        since_ms: now_ms(),
+                        since_ms: boot_ms(),
                         attempts: 1,
                     },
                 };
@@ -444,7 +435,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     let mut waiting_before = events::Waiting::new();
     let mut config_key_before: Option<Vec<(String, String, String)>> = None;
     let mut observed: Observed = records::load_observed(paths);
-    clamp_times(&mut observed, now_ms());
+    clamp_times(&mut observed, boot_ms());
     // A pull that was running when the agent stopped is not running now: ask again.
     for rec in observed.pods.values_mut().flat_map(|p| p.containers.values_mut()) {
         if rec.image == reconcile::ImageState::Pulling {
@@ -473,7 +464,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
         let desired = &wanted.pods;
         // Pods left on the device from before a reboot, once the desired state is known.
         if (hub.is_none() || snapshot.is_some())
-            && last_gc_ms.is_none_or(|t| now_ms().saturating_sub(t) >= IMAGE_GC_PERIOD_MS)
+            && last_gc_ms.is_none_or(|t| boot_ms().saturating_sub(t) >= IMAGE_GC_PERIOD_MS)
         {
             let uids: Vec<&str> = desired.iter().filter_map(|d| d.metadata.uid.as_deref()).collect();
             records::adopt_orphans(paths, &mut observed, &uids);
@@ -490,7 +481,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
             act_on_probe(&exec, &observed, f);
         }
         refresh_projected_volumes(paths, &wanted, &observed, &mut config_key_before);
-        let plan = reconcile::reconcile(desired, &observed, now_ms(), &now_wall());
+        let plan = reconcile::reconcile(desired, &observed, boot_ms(), &now_rfc3339());
         let by_uid: BTreeMap<&str, &DesiredPod> =
             desired.iter().filter_map(|d| d.metadata.uid.as_deref().map(|u| (u, d))).collect();
         for action in &plan.actions {
@@ -508,11 +499,11 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
                 observed.pods.remove(&uid);
             }
         }
-        prober.launch(desired, &observed, now_ms());
+        prober.launch(desired, &observed, boot_ms());
         records.write(&paths.observed(), &observed);
-        if last_gc_ms.is_none_or(|t| now_ms().saturating_sub(t) >= IMAGE_GC_PERIOD_MS) && pulls.idle() {
+        if last_gc_ms.is_none_or(|t| boot_ms().saturating_sub(t) >= IMAGE_GC_PERIOD_MS) && pulls.idle() {
             image_gc(&images, opts.image_gc, desired, &observed);
-            last_gc_ms = Some(now_ms());
+            last_gc_ms = Some(boot_ms());
         }
         let status = StatusFile {
             pods: plan
@@ -576,8 +567,8 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
             break;
         }
         let wait = if plan.actions.is_empty() { 500 } else { 50 };
-        let wait = plan.wake_at_ms.map_or(wait, |w| w.saturating_sub(now_ms()).clamp(10, wait));
-        let wait = prober.next_due_ms().map_or(wait, |w| w.saturating_sub(now_ms()).clamp(10, wait));
+        let wait = plan.wake_at_ms.map_or(wait, |w| w.saturating_sub(boot_ms()).clamp(10, wait));
+        let wait = prober.next_due_ms().map_or(wait, |w| w.saturating_sub(boot_ms()).clamp(10, wait));
         if wake_rx.recv_timeout(Duration::from_millis(wait)).is_ok() {
             // Let a burst of events (a file being written, an editor's rename dance) settle.
             std::thread::sleep(Duration::from_millis(20));
@@ -710,9 +701,7 @@ impl Reporter {
             seq: 0,
             epoch: 0,
             observed_generation: generation,
-            time_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
+            time_ms: crate::clock::unix_ms(),
             info: self.info.clone(),
             conditions: vec![
                 flotilla_shared::wire::NodeCondition {

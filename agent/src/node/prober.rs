@@ -15,8 +15,9 @@ use std::time::Duration;
 use flotilla_shared::api::{Container, IntOrString, Probe, UriScheme};
 use flotilla_shared::wire::DesiredPod;
 
-use super::exec::{container_id, read_json};
+use super::exec::container_id;
 use super::paths::Paths;
+use crate::fsutil::read_json;
 use crate::probe::run::{self, HttpGet, NetFrom};
 use crate::probe::{Change, Kind, Outcome, Settings, Tracker};
 use crate::reconcile::{Observed, ObservedState};

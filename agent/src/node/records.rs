@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use super::paths::Paths;
+use crate::fsutil::{read_json, write_replace};
 use crate::reconcile::{Observed, ObservedPod};
-use crate::runtime::shim::write_replace;
 
 /// Writes the loop's records when they change, atomically but without fsync (they live in the
 /// run directory and are worthless after a reboot). A write that fails (a full run directory) is
@@ -89,11 +89,11 @@ pub fn prepare(paths: &Paths) -> anyhow::Result<()> {
 /// earlier agent version left in the state directory (moved to the run directory, so an
 /// upgrade adopts too); else nothing (the node rebooted).
 pub fn load_observed(paths: &Paths) -> Observed {
-    if let Some(o) = super::exec::read_json::<Observed>(&paths.observed()) {
+    if let Some(o) = read_json::<Observed>(&paths.observed()) {
         return o;
     }
     let legacy = paths.legacy_observed();
-    let Some(o) = super::exec::read_json::<Observed>(&legacy) else { return Observed::default() };
+    let Some(o) = read_json::<Observed>(&legacy) else { return Observed::default() };
     if write_replace(&paths.observed(), &serde_json::to_vec(&o).unwrap_or_default()).is_ok() {
         let _ = std::fs::remove_file(&legacy);
     }

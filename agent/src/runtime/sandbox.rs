@@ -10,7 +10,8 @@ use anyhow::Context;
 use nix::sched::{unshare, CloneFlags};
 use serde::{Deserialize, Serialize};
 
-use super::shim::{start_ticks, write_atomic};
+use crate::clock::start_ticks;
+use crate::fsutil::write_atomic;
 
 /// What the holder records once its namespaces exist.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

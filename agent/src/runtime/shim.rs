@@ -20,6 +20,9 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
+use crate::clock::{now_rfc3339, start_ticks};
+use crate::fsutil::write_replace;
+
 /// How to get the container's root filesystem in place at `<bundle>/rootfs`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -79,65 +82,6 @@ pub struct Exited {
 
 pub const RUNNING_FILE: &str = "running.json";
 pub const EXITED_FILE: &str = "exited.json";
-
-/// The process start time of `pid` in clock ticks, from `/proc/<pid>/stat`.
-pub fn start_ticks(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may contain spaces and parentheses: count from the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split_whitespace().nth(19)?.parse().ok()
-}
-
-/// RFC 3339 UTC with nanoseconds, as CRI logs and Kubernetes timestamps use.
-pub fn now_rfc3339() -> String {
-    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    format_unix(d.as_secs() as i64, d.subsec_nanos())
-}
-
-/// Formats Unix time as `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ` (civil-from-days, no time crate).
-pub fn format_unix(secs: i64, nanos: u32) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Writes `data` to `path` atomically and durably (temp file, fsync, rename, fsync of the
-/// directory): for what must survive a power cut.
-pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = File::create(&tmp)?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        File::open(dir)?.sync_all()?;
-    }
-    Ok(())
-}
-
-/// Replaces `path` with `data` atomically (temp file, rename) but without fsync: readers never
-/// see a half-written file, and a crash of any process loses nothing (the page cache stays),
-/// but a power cut may. For records that mean nothing after a reboot (the shims' `running.json`
-/// and `exited.json`: every container is gone then), which must not cost a journal commit each.
-pub fn write_replace(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, data)?;
-    std::fs::rename(&tmp, path)
-}
 
 /// A log file in the CRI format (`<time> <stream> <F|P> <text>`), rotated by size: the
 /// current file is renamed to `<name>.1` (replacing the previous one) when it would grow past
@@ -516,14 +460,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn unix_time_formats_like_rfc3339() {
-        assert_eq!(format_unix(0, 0), "1970-01-01T00:00:00.000000000Z");
-        assert_eq!(format_unix(1_764_410_400, 5), "2025-11-29T10:00:00.000000005Z");
-        assert_eq!(format_unix(951_782_400, 0), "2000-02-29T00:00:00.000000000Z");
-        assert_eq!(format_unix(-1, 0), "1969-12-31T23:59:59.000000000Z");
-    }
-
-    #[test]
     fn logs_are_cri_lines_and_rotate() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.log");
@@ -545,12 +481,5 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap()
             + &std::fs::read_to_string(dir.path().join("0.log.1")).unwrap();
         assert!(text.lines().any(|l| l.contains(" stdout P ")), "long lines are split into partial records");
-    }
-
-    #[test]
-    fn start_ticks_of_self() {
-        let t = start_ticks(std::process::id() as i32);
-        assert!(t.is_some_and(|t| t > 0));
-        assert_eq!(start_ticks(i32::MAX), None);
     }
 }

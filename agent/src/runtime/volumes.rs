@@ -331,7 +331,7 @@ impl PodVolumes {
             }
         }
         std::fs::create_dir_all(&self.versions)?;
-        super::shim::write_atomic(&self.versions.join(name), version.as_bytes())?;
+        crate::fsutil::write_atomic(&self.versions.join(name), version.as_bytes())?;
         Ok(())
     }
 

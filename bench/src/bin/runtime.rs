@@ -17,7 +17,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, ensure, Context};
-use flotilla_agent::runtime::shim::{start_ticks, Exited, Launch, RootfsSource, EXITED_FILE};
+use flotilla_agent::clock::start_ticks;
+use flotilla_agent::runtime::shim::{Exited, Launch, RootfsSource, EXITED_FILE};
 use flotilla_agent::runtime::spec::{self, ImageFacts, Namespaces, SpecInput};
 use flotilla_bench::{quantile, release_bin, rss_pss};
 use flotilla_shared::api::{Object, Pod};

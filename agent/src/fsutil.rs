@@ -1,4 +1,6 @@
-//! Small filesystem helpers shared by the store: unique temp names, atomic writes, tree removal.
+//! The agent's small filesystem helpers: unique temp names, atomic writes (durable ones for what
+//! must survive a power cut, cheap ones for the run directory's records), tree removal, and the
+//! `O_NOATIME` reader of JSON records the loop polls.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -46,7 +48,7 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 
 /// Writes `bytes` to `dest` atomically: temp file in `tmp_dir` (same filesystem), fsync, rename,
 /// fsync of the destination's directory. Readers see the old file or the new one, never a mix.
-pub fn write_atomic(tmp_dir: &Path, dest: &Path, bytes: &[u8]) -> io::Result<()> {
+pub fn write_atomic_in(tmp_dir: &Path, dest: &Path, bytes: &[u8]) -> io::Result<()> {
     let (tmp, mut f) = create_temp_file(tmp_dir, "write")?;
     let result = (|| {
         f.write_all(bytes)?;
@@ -88,4 +90,44 @@ pub fn clear_dir(dir: &Path) -> io::Result<()> {
         remove_tree(&entry?.path())?;
     }
     Ok(())
+}
+
+/// Writes `data` to `path` atomically and durably (temp file `<path>.tmp`, fsync, rename, fsync
+/// of the directory): for what must survive a power cut.
+pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Replaces `path` with `data` atomically (temp file, rename) but without fsync: readers never
+/// see a half-written file, and a crash of any process loses nothing (the page cache stays),
+/// but a power cut may. For records that mean nothing after a reboot (the shims' `running.json`
+/// and `exited.json`: every container is gone then), which must not cost a journal commit each.
+pub fn write_replace(path: &Path, data: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, data)?;
+    fs::rename(&tmp, path)
+}
+
+/// Reads a JSON record. The loop reads the shims' records every round: opened with `O_NOATIME`
+/// (the agent owns them, or is root), so the first read after each write does not cost the
+/// flash an inode update under `relatime`.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
+    use std::io::Read;
+    let mut f = OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOATIME)
+        .open(path)
+        .or_else(|_| File::open(path))
+        .ok()?;
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes).ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
