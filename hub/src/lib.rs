@@ -6,6 +6,7 @@ pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod controllers;
+pub mod files;
 pub mod mqtt;
 pub mod nodes;
 pub mod scheduler;

@@ -11,12 +11,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine;
 
 use crate::api::{self, ApiState, Component};
-use crate::store::crypto::{random, write_private};
+use crate::files::write_private;
+use crate::store::crypto::random;
 use crate::store::Store;
 
 /// Where things live in the data directory.
-pub const TOKEN_FILE: &str = "admin.token";
-pub const CLIENT_FILE: &str = "client.json";
+pub use crate::files::{CLIENT_FILE, TOKEN_FILE};
 
 #[derive(Debug, Clone)]
 pub struct ServeOptions {

@@ -12,10 +12,12 @@ use serde_json::Value;
 use flotilla_shared::wire::topics::Topics;
 
 use super::client::{Client, Connection};
+use crate::files::write_private;
 use crate::mqtt::mosquitto::{acl_file, conf, password_file, HashedUser};
 use crate::mqtt::users::{mosquitto_hash, new_password};
-use crate::nodes::credentials::{CREDENTIALS_TYPE, SYSTEM_NAMESPACE, VIEWER_TYPE};
-use crate::store::crypto::write_private;
+use flotilla_shared::api::wellknown::{
+    NODE_CREDENTIALS_TYPE as CREDENTIALS_TYPE, SYSTEM_NAMESPACE, VIEWER_CREDENTIALS_TYPE as VIEWER_TYPE,
+};
 
 /// The password in `path`, created (mode 0600) if missing.
 fn ensure_password(path: &Path) -> anyhow::Result<String> {

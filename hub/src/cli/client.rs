@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-use crate::serve::{CLIENT_FILE, TOKEN_FILE};
+use crate::files::{CLIENT_FILE, TOKEN_FILE};
 
 /// Where to reach the hub and how to authenticate.
 #[derive(Debug, Clone, Default)]

@@ -11,7 +11,7 @@ use flotilla_shared::api::Kind;
 
 use super::client::{ApiFailure, Client, Connection};
 use crate::api::paths::{collection_path, object_path};
-use crate::controllers::deployment::{CHANGE_CAUSE, REVISION};
+use flotilla_shared::api::wellknown::{CHANGE_CAUSE, REVISION};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum RolloutCommand {

@@ -16,10 +16,9 @@ use crate::mqtt::users::{hash_password, mosquitto_hash, new_password, Users};
 use crate::store::objects::Mode;
 use crate::store::{ChangeOp, Store, WriteOp};
 
-pub const SYSTEM_NAMESPACE: &str = "flotilla-system";
-pub const CREDENTIALS_TYPE: &str = "flotilla.io/node-credentials";
-/// Dashboard users: read-only access to the fleet topics.
-pub const VIEWER_TYPE: &str = "flotilla.io/viewer-credentials";
+pub use flotilla_shared::api::wellknown::{
+    NODE_CREDENTIALS_TYPE as CREDENTIALS_TYPE, SYSTEM_NAMESPACE, VIEWER_CREDENTIALS_TYPE as VIEWER_TYPE,
+};
 
 pub fn viewer_secret_name(user: &str) -> String {
     format!("viewer-{user}-mqtt")

@@ -24,7 +24,7 @@ use crate::mqtt::users::{hash_password, new_password, verify_password};
 use crate::store::objects::Mode;
 use crate::store::{Store, WriteOp};
 
-pub const TOKEN_TYPE: &str = "flotilla.io/join-token";
+pub use flotilla_shared::api::wellknown::JOIN_TOKEN_TYPE as TOKEN_TYPE;
 
 /// SHA-256 (hex) of a CA certificate file's bytes, as the token carries it.
 pub fn ca_hash(pem: &[u8]) -> String {

@@ -4,8 +4,6 @@
 //!
 //! Stored form: `fenc1:<key id>:<base64(nonce ‖ ciphertext)>`.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -124,18 +122,7 @@ impl KeyRing {
     }
 }
 
-/// Writes a file readable only by its owner (0600), atomically (temp file, fsync, rename).
-pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
-}
+pub use crate::files::write_private;
 
 fn time_id() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())

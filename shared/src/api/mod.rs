@@ -5,6 +5,7 @@ pub mod meta;
 pub mod pod;
 pub mod status;
 pub mod storage;
+pub mod wellknown;
 pub mod workloads;
 
 use std::collections::BTreeMap;
