@@ -14,11 +14,13 @@
 
 use std::time::Duration;
 
-use flotilla_shared::api::Kind;
+use flotilla_shared::api::{
+    ClaimReference, ConcurrencyPolicy, CronJob, CronJobStatus, Job, Kind, ObjectMeta, Resource,
+};
 use flotilla_shared::cron::Schedule;
-use serde_json::{json, Map, Value};
 
-use super::common::{int_at, name, namespace, owner_ref, rfc3339, str_at, uid, unix_seconds};
+use super::common::{rfc3339, unix_seconds};
+use super::pods::{self, value};
 use super::{Action, Controller, Lists};
 
 /// The annotation carrying a Job's schedule time (RFC 3339).
@@ -33,31 +35,29 @@ impl Controller for CronJobs {
     const LISTS: &'static [Kind] = &[Kind::Job];
     const RESYNC: Duration = Duration::from_secs(5);
     const SOURCE: &'static str = "cronjob-controller";
-    type Owner = Value;
+    type Owner = CronJob;
 
-    fn reconcile(cronjob: &Value, lists: &Lists, now: i64, _: &mut dyn FnMut() -> String) -> Vec<Action> {
-        reconcile(cronjob, lists.owned(Kind::Job, cronjob), now)
+    fn reconcile(cronjob: &CronJob, lists: &Lists, now: i64, _: &mut dyn FnMut() -> String) -> Vec<Action> {
+        reconcile(cronjob, &lists.owned_by(&cronjob.metadata), now)
     }
 }
 
 /// The Job's `Complete` or `Failed` condition with status True, if any.
-fn finished(job: &Value) -> Option<&str> {
-    job.pointer("/status/conditions")?
-        .as_array()?
-        .iter()
-        .find(|c| matches!(c["type"].as_str(), Some("Complete" | "Failed")) && c["status"] == "True")?
-        .get("type")?
-        .as_str()
+fn finished(job: &Job) -> Option<&str> {
+    let conditions = job.status.as_ref()?.conditions.as_ref()?;
+    let done =
+        conditions.iter().find(|c| matches!(c.type_.as_str(), "Complete" | "Failed") && c.status == "True");
+    done.map(|c| c.type_.as_str())
+}
+
+fn created(meta: &ObjectMeta) -> Option<i64> {
+    meta.creation_timestamp.as_deref().and_then(unix_seconds)
 }
 
 /// When the Job was scheduled (its annotation, else its creation), for ordering.
-fn job_time(job: &Value) -> i64 {
-    let annotation = job.pointer("/metadata/annotations").and_then(|a| a.get(SCHEDULED_TIMESTAMP));
-    annotation
-        .and_then(Value::as_str)
-        .and_then(unix_seconds)
-        .or_else(|| unix_seconds(str_at(job, "/metadata/creationTimestamp")))
-        .unwrap_or(i64::MIN)
+fn job_time(job: &Job) -> i64 {
+    let annotation = job.metadata.annotations.as_ref().and_then(|a| a.get(SCHEDULED_TIMESTAMP));
+    annotation.and_then(|t| unix_seconds(t)).or_else(|| created(&job.metadata)).unwrap_or(i64::MIN)
 }
 
 /// The latest schedule time in (`after`, `now`], searching back from `now` in growing windows
@@ -91,26 +91,31 @@ fn too_many_missed(schedule: &Schedule, after: i64, now: i64) -> bool {
 }
 
 /// The Job started for schedule time `t`.
-fn new_job(cronjob: &Value, job_name: &str, t: i64) -> Value {
-    let template = cronjob.pointer("/spec/jobTemplate").unwrap_or(&Value::Null);
-    let mut meta = json!({});
-    for key in ["labels", "annotations"] {
-        if let Some(m) = template.pointer(&format!("/metadata/{key}")).filter(|m| m.is_object()) {
-            meta[key] = m.clone();
+fn new_job(cronjob: &CronJob, job_name: &str, t: i64) -> Job {
+    let template = &cronjob.spec.job_template;
+    let from = template.metadata.as_ref();
+    let mut annotations = from.and_then(|m| m.annotations.clone()).unwrap_or_default();
+    annotations.insert(SCHEDULED_TIMESTAMP.into(), rfc3339(t));
+    let mut owner = pods::owner_ref(cronjob);
+    for (field, default) in [(&mut owner.api_version, "batch/v1"), (&mut owner.kind, "CronJob")] {
+        if field.is_empty() {
+            *field = default.into();
         }
     }
-    meta["annotations"][SCHEDULED_TIMESTAMP] = rfc3339(t).into();
-    meta["name"] = job_name.into();
-    meta["namespace"] = namespace(cronjob).into();
-    let mut owner = owner_ref(cronjob);
-    for (key, default) in [("apiVersion", "batch/v1"), ("kind", "CronJob")] {
-        if owner[key] == "" {
-            owner[key] = default.into();
-        }
+    Resource {
+        api_version: "batch/v1".into(),
+        kind: "Job".into(),
+        metadata: ObjectMeta {
+            name: Some(job_name.into()),
+            namespace: Some(pods::namespace(&cronjob.metadata).into()),
+            labels: from.and_then(|m| m.labels.clone()),
+            annotations: Some(annotations),
+            owner_references: Some(vec![owner]),
+            ..ObjectMeta::default()
+        },
+        spec: template.spec.clone(),
+        status: None,
     }
-    meta["ownerReferences"] = json!([owner]);
-    let spec = template.get("spec").filter(|s| s.is_object()).cloned().unwrap_or_else(|| json!({}));
-    json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": spec})
 }
 
 fn deleted(job_name: &str) -> [Action; 2] {
@@ -125,30 +130,29 @@ fn deleted(job_name: &str) -> [Action; 2] {
 }
 
 /// Decides for one CronJob at `now` (Unix seconds). `jobs` are the Jobs it controls.
-pub fn reconcile(cronjob: &Value, jobs: &[Value], now: i64) -> Vec<Action> {
+pub fn reconcile(cronjob: &CronJob, jobs: &[&Job], now: i64) -> Vec<Action> {
     let mut actions = Vec::new();
-    let spec = cronjob.get("spec").unwrap_or(&Value::Null);
-    let old_status = cronjob.get("status").filter(|s| s.is_object());
-    let mut status = old_status.cloned().unwrap_or_else(|| json!({}));
-    let mut last_schedule = unix_seconds(str_at(&status, "/lastScheduleTime"));
-    let mut active: Vec<&Value> = jobs.iter().filter(|j| finished(j).is_none()).collect();
+    let spec = &cronjob.spec;
+    let old_status = cronjob.status.as_ref();
+    let mut status = old_status.cloned().unwrap_or_default();
+    let old_schedule = status.last_schedule_time.as_deref().and_then(unix_seconds);
+    let mut last_schedule = old_schedule;
+    let mut active: Vec<&Job> = jobs.iter().copied().filter(|j| finished(j).is_none()).collect();
+    let job_named = |j: &Job, n: &str| j.metadata.name() == n;
 
     // Scheduling.
-    let utc = match spec.get("timeZone") {
-        Some(Value::String(z)) => matches!(z.as_str(), "" | "UTC" | "Etc/UTC"),
-        _ => true,
-    };
-    let schedule = spec.get("schedule").and_then(Value::as_str).and_then(|s| s.parse::<Schedule>().ok());
-    let suspended = spec.get("suspend") == Some(&Value::Bool(true));
-    let after = last_schedule.or_else(|| unix_seconds(str_at(cronjob, "/metadata/creationTimestamp")));
+    let utc = spec.time_zone.as_deref().is_none_or(|z| matches!(z, "" | "UTC" | "Etc/UTC"));
+    let schedule = spec.schedule.parse::<Schedule>().ok();
+    let suspended = spec.suspend == Some(true);
+    let after = last_schedule.or_else(|| created(&cronjob.metadata));
     if let (true, false, Some(schedule), Some(after)) = (utc, suspended, &schedule, after) {
         if let Some(t) = latest_time(schedule, after, now) {
-            let deadline = int_at(spec, "/startingDeadlineSeconds").filter(|d| *d >= 0);
+            let deadline = spec.starting_deadline_seconds.filter(|d| *d >= 0);
             // As Kubernetes, only times within the starting deadline count as missed.
             let count_from = deadline.map_or(after, |d| after.max(now.saturating_sub(d)));
-            let job_name = format!("{}-{}", name(cronjob), t.div_euclid(60));
-            let policy = spec.get("concurrencyPolicy").and_then(Value::as_str).unwrap_or("Allow");
-            if jobs.iter().any(|j| name(j) == job_name) {
+            let job_name = format!("{}-{}", cronjob.metadata.name(), t.div_euclid(60));
+            let policy = spec.concurrency_policy.unwrap_or(ConcurrencyPolicy::Allow);
+            if jobs.iter().any(|j| job_named(j, &job_name)) {
                 // Created already (its status write was lost): only record it.
                 last_schedule = Some(t);
             } else if deadline.is_some_and(|d| now.saturating_sub(t) > d) {
@@ -158,7 +162,7 @@ pub fn reconcile(cronjob: &Value, jobs: &[Value], now: i64) -> Vec<Action> {
                     message: format!("Missed scheduled time to start a job: {}", rfc3339(t)),
                 });
                 last_schedule = Some(t);
-            } else if policy == "Forbid" && !active.is_empty() {
+            } else if policy == ConcurrencyPolicy::Forbid && !active.is_empty() {
                 // Wait for the active Job: the time stays due until the deadline passes.
             } else {
                 if too_many_missed(schedule, count_from, now) {
@@ -170,13 +174,13 @@ pub fn reconcile(cronjob: &Value, jobs: &[Value], now: i64) -> Vec<Action> {
                             .into(),
                     });
                 }
-                if policy == "Replace" {
+                if policy == ConcurrencyPolicy::Replace {
                     for job in &active {
-                        actions.extend(deleted(name(job)));
+                        actions.extend(deleted(job.metadata.name()));
                     }
                     active.clear();
                 }
-                actions.push(Action::create(Kind::Job, new_job(cronjob, &job_name, t)));
+                actions.push(Action::create(Kind::Job, value(&new_job(cronjob, &job_name, t))));
                 actions.push(Action::Event {
                     warning: false,
                     reason: "SuccessfulCreate",
@@ -188,63 +192,61 @@ pub fn reconcile(cronjob: &Value, jobs: &[Value], now: i64) -> Vec<Action> {
     }
 
     // History: the newest finished Jobs up to each limit stay.
-    for (kind, key, default) in
-        [("Complete", "/successfulJobsHistoryLimit", 3), ("Failed", "/failedJobsHistoryLimit", 1)]
+    for (kind, limit, default) in
+        [("Complete", spec.successful_jobs_history_limit, 3), ("Failed", spec.failed_jobs_history_limit, 1)]
     {
-        let limit = int_at(spec, key).filter(|l| *l >= 0).unwrap_or(default) as usize;
-        let mut done: Vec<&Value> = jobs.iter().filter(|j| finished(j) == Some(kind)).collect();
-        done.sort_by(|a, b| (job_time(b), name(b)).cmp(&(job_time(a), name(a))));
+        let limit = limit.filter(|l| *l >= 0).unwrap_or(default) as usize;
+        let mut done: Vec<&Job> = jobs.iter().copied().filter(|j| finished(j) == Some(kind)).collect();
+        done.sort_by(|a, b| (job_time(b), b.metadata.name()).cmp(&(job_time(a), a.metadata.name())));
         for job in done.iter().skip(limit) {
-            actions.extend(deleted(name(job)));
+            actions.extend(deleted(job.metadata.name()));
         }
     }
 
     // Status.
-    active.sort_by_key(|j| name(j));
-    let refs: Vec<Value> = active
+    active.sort_by_key(|j| j.metadata.name());
+    let refs: Vec<ClaimReference> = active
         .iter()
-        .map(|j| {
-            json!({"apiVersion": "batch/v1", "kind": "Job", "name": name(j), "namespace": namespace(j),
-                   "uid": uid(j)})
+        .map(|j| ClaimReference {
+            api_version: Some("batch/v1".into()),
+            kind: Some("Job".into()),
+            name: Some(j.metadata.name().into()),
+            namespace: Some(pods::namespace(&j.metadata).into()),
+            uid: Some(pods::uid(&j.metadata).into()),
         })
         .collect();
     let last_success = jobs
         .iter()
         .filter(|j| finished(j) == Some("Complete"))
-        .filter_map(|j| unix_seconds(str_at(j, "/status/completionTime")))
+        .filter_map(|j| j.status.as_ref()?.completion_time.as_deref().and_then(unix_seconds))
         .max();
-    if let Value::Object(s) = &mut status {
-        set_or_remove(s, "active", (!refs.is_empty()).then_some(Value::Array(refs)));
-        if let Some(t) =
-            last_schedule.filter(|t| Some(*t) != unix_seconds(str_at(cronjob, "/status/lastScheduleTime")))
-        {
-            s.insert("lastScheduleTime".into(), rfc3339(t).into());
-        }
-        let old_success = unix_seconds(str_at(cronjob, "/status/lastSuccessfulTime"));
-        if let Some(t) = last_success.filter(|t| old_success.is_none_or(|o| *t > o)) {
-            s.insert("lastSuccessfulTime".into(), rfc3339(t).into());
-        }
+    status.active = (!refs.is_empty()).then_some(refs);
+    if let Some(t) = last_schedule.filter(|t| Some(*t) != old_schedule) {
+        status.last_schedule_time = Some(rfc3339(t));
     }
-    if old_status != Some(&status) && !(old_status.is_none() && status == json!({})) {
-        actions.push(Action::UpdateStatus(status));
+    let old_success = old_status.and_then(|s| s.last_successful_time.as_deref()).and_then(unix_seconds);
+    if let Some(t) = last_success.filter(|t| old_success.is_none_or(|o| *t > o)) {
+        status.last_successful_time = Some(rfc3339(t));
+    }
+    if old_status != Some(&status) && !(old_status.is_none() && status == CronJobStatus::default()) {
+        actions.push(Action::UpdateStatus(value(&status)));
     }
     actions
-}
-
-fn set_or_remove(map: &mut Map<String, Value>, key: &str, value: Option<Value>) {
-    match value {
-        Some(v) => {
-            map.insert(key.into(), v);
-        }
-        None => {
-            map.remove(key);
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controllers::common::name;
+    use crate::controllers::workloads::parse;
+    use serde_json::{json, Value};
+
+    /// The controller run on JSON fixtures, parsed as the loop parses stored objects.
+    fn reconcile(cj: &Value, jobs: &[Value], now: i64) -> Vec<Action> {
+        let cj: CronJob = parse(Kind::CronJob, cj).expect("a CronJob");
+        let jobs: Vec<Job> = jobs.iter().map(|j| parse(Kind::Job, j).expect("a Job")).collect();
+        super::reconcile(&cj, &jobs.iter().collect::<Vec<_>>(), now)
+    }
 
     /// 2024-01-01T00:00:00Z; the test schedule is every 5 minutes.
     const T0: i64 = 1_704_067_200;
@@ -431,9 +433,10 @@ mod tests {
 
     #[test]
     fn unsupported_schedule_or_zone_starts_nothing() {
+        // A schedule that is no string is refused at the loop's edge.
+        assert!(parse::<CronJob>(Kind::CronJob, &cronjob(json!({"schedule": 5}), Value::Null)).is_none());
         for spec in [
             json!({"schedule": "61 * * * *"}),
-            json!({"schedule": 5}),
             json!({"schedule": "TZ=UTC * * * * *"}),
             json!({"timeZone": "Europe/Paris"}),
         ] {
@@ -488,8 +491,23 @@ mod tests {
                 json!({"active": "x"}),
             ),
         ];
-        let jobs = [Value::Null, json!({"status": {"conditions": "x"}}), json!({"metadata": {"name": 5}})];
+        // Garbage is refused at the loop's edge (logged and skipped).
         for cj in &garbage {
+            assert!(parse::<CronJob>(Kind::CronJob, cj).is_none(), "{cj}");
+        }
+        for j in [Value::Null, json!({"status": {"conditions": "x"}}), json!({"metadata": {"name": 5}})] {
+            assert!(parse::<Job>(Kind::Job, &j).is_none(), "{j}");
+        }
+        // What parses does not panic on extreme numbers and clocks.
+        let odd = [
+            json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {
+                "creationTimestamp": "1970-01-01T00:00:00Z"}, "spec": {"schedule": "* * * * *",
+                "startingDeadlineSeconds": -5, "successfulJobsHistoryLimit": -1, "jobTemplate": {}},
+                "status": {"lastScheduleTime": "never"}}),
+            cronjob(json!({"schedule": "@yearly", "startingDeadlineSeconds": i64::MAX}), Value::Null),
+        ];
+        let jobs = [job(T0, Some("Complete")), job(T0 + 300, None)];
+        for cj in &odd {
             for now in [i64::MIN, -1, 0, T0, i64::MAX] {
                 reconcile(cj, &jobs, now);
                 reconcile(cj, &[], now);
