@@ -17,7 +17,35 @@ use flotilla_shared::api::ObjectMeta;
 use flotilla_shared::wire::{self, DesiredSnapshot};
 
 use crate::fsutil::write_atomic;
-use crate::node::hub::MAX_SNAPSHOT;
+
+/// Largest snapshot accepted (from the hub, and from the files).
+pub const MAX_SNAPSHOT: usize = wire::DEFAULT_MAX_PAYLOAD;
+
+/// What starts a compressed `desired.cbor` (deflate of the CBOR envelope); a file without it
+/// is the plain envelope, as older agents wrote it.
+const COMPRESSED: &[u8] = b"FLZ1\n";
+
+/// The envelope in a state directory file: inflated (at most `MAX_SNAPSHOT` bytes, so a
+/// damaged or hostile file cannot take the memory) when it is compressed.
+fn inflate(bytes: &[u8]) -> Option<Vec<u8>> {
+    let Some(deflated) = bytes.strip_prefix(COMPRESSED) else { return Some(bytes.to_vec()) };
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::DeflateDecoder::new(deflated).take(MAX_SNAPSHOT as u64 + 1).read_to_end(&mut out).ok()?;
+    (out.len() <= MAX_SNAPSHOT).then_some(out)
+}
+
+/// The envelope compressed for the flash: a snapshot's pod specs repeat themselves, and every
+/// byte saved is a byte the card does not write.
+fn deflate(envelope: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut out = COMPRESSED.to_vec();
+    let mut enc = flate2::write::DeflateEncoder::new(&mut out, flate2::Compression::default());
+    // Writing into a Vec cannot fail.
+    let _ = enc.write_all(envelope);
+    let _ = enc.finish();
+    out
+}
 
 /// The two files, and what the state directory's copy holds now.
 #[derive(Debug)]
@@ -67,6 +95,7 @@ impl SnapshotFiles {
     pub fn load(&self, node: &str) -> Option<DesiredSnapshot> {
         let mut snap = std::fs::read(&self.desired)
             .ok()
+            .and_then(|b| inflate(&b))
             .and_then(|b| wire::decode::<DesiredSnapshot>(&b, MAX_SNAPSHOT).ok())
             .filter(|s| s.node == node)?;
         *self.persisted() = Some((reboot_digest(&snap), snap.generation));
@@ -110,7 +139,7 @@ impl SnapshotFiles {
         let mut on_disk = snap.clone();
         on_disk.secrets.clear();
         on_disk.registry_auth.clear();
-        write_atomic(&self.desired, &wire::encode(&on_disk))?;
+        write_atomic(&self.desired, &deflate(&wire::encode(&on_disk)))?;
         *self.persisted() = Some((digest, snap.generation));
         Ok(true)
     }
@@ -181,6 +210,31 @@ mod tests {
             (snap(1, vec![pod("u1", "x", false)]), snap(2, vec![]), true),
             (snap(1, vec![]), DesiredSnapshot { secrets: vec![secret], ..snap(2, vec![]) }, false),
         ]);
+    }
+
+    #[test]
+    fn the_flash_copy_is_compressed_and_older_plain_files_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("desired.cbor");
+        let files = SnapshotFiles::new(path.clone(), dir.path().join("secrets.cbor"));
+        let pods: Vec<DesiredPod> = (0..10).map(|i| pod(&format!("u{i}"), "x", true)).collect();
+        files.store(&snap(7, pods.clone())).unwrap();
+        let plain = wire::encode(&snap(7, pods.clone()));
+        let written = std::fs::read(&path).unwrap();
+        assert!(
+            written.starts_with(COMPRESSED) && written.len() * 3 < plain.len(),
+            "{} of {} bytes",
+            written.len(),
+            plain.len()
+        );
+        assert_eq!(files.load("pi-1").unwrap().pods, pods);
+        std::fs::write(&path, &plain).unwrap();
+        assert_eq!(files.load("pi-1").unwrap().pods, pods, "an older agent's plain file");
+        // A bomb: more than the cap once inflated.
+        std::fs::write(&path, deflate(&vec![0u8; MAX_SNAPSHOT + 10])).unwrap();
+        assert!(files.load("pi-1").is_none());
+        std::fs::write(&path, b"FLZ1\nnot deflate").unwrap();
+        assert!(files.load("pi-1").is_none(), "damaged");
     }
 
     #[test]

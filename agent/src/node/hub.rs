@@ -16,11 +16,9 @@ use flotilla_shared::wire::topics::{NodeTopic, Topics};
 use flotilla_shared::wire::{self, DesiredSnapshot, Event, Events, Heartbeat, Presence, StatusReport};
 
 use crate::clock::unix_ms;
-use crate::node::desired::SnapshotFiles;
+use crate::node::desired::{SnapshotFiles, MAX_SNAPSHOT};
 use crate::node::hub_logs::LogServer;
 
-/// Largest snapshot accepted.
-pub const MAX_SNAPSHOT: usize = wire::DEFAULT_MAX_PAYLOAD;
 /// A heartbeat this often between status reports.
 pub const HEARTBEAT: Duration = Duration::from_secs(10);
 
