@@ -19,14 +19,13 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use serde_json::{json, Value};
-
-use flotilla_shared::api::Kind;
-
-use super::common::{
-    generation, hash, int_at, is_available, is_deleting, is_ready, is_terminal, name, namespace, phase,
-    pod_from_template, str_at,
+use flotilla_shared::api::{
+    Kind, ObjectMeta, PersistentVolumeClaim, Pod, PodPhase, PvcVolumeSource, StatefulSet, Volume,
+    WorkloadStatus,
 };
+
+use super::common::hash;
+use super::pods::{self, is_available, is_deleting, is_ready, is_terminal, namespace, phase, value};
 use super::{Action, Controller, Lists};
 
 /// Pod label holding the revision a pod was made from.
@@ -47,16 +46,13 @@ impl Controller for StatefulSets {
     const LISTS: &'static [Kind] = &[Kind::Pod, Kind::PersistentVolumeClaim];
     const RESYNC: Duration = Duration::from_secs(5);
     const SOURCE: &'static str = "statefulset-controller";
-    type Owner = Value;
+    type Owner = StatefulSet;
 
-    fn reconcile(sts: &Value, lists: &Lists, now: i64, _: &mut dyn FnMut() -> String) -> Vec<Action> {
-        let claims: Vec<Value> = lists
-            .all(Kind::PersistentVolumeClaim)
-            .iter()
-            .filter(|c| namespace(c) == namespace(sts))
-            .cloned()
-            .collect();
-        reconcile(sts, lists.owned(Kind::Pod, sts), &claims, now)
+    fn reconcile(sts: &StatefulSet, lists: &Lists, now: i64, _: &mut dyn FnMut() -> String) -> Vec<Action> {
+        let ns = namespace(&sts.metadata);
+        let claims: Vec<&PersistentVolumeClaim> =
+            lists.every::<PersistentVolumeClaim>().filter(|c| namespace(&c.metadata) == ns).collect();
+        reconcile(sts, &lists.owned_by(&sts.metadata), &claims, now)
     }
 }
 
@@ -67,50 +63,54 @@ fn ordinal(set: &str, pod: &str) -> Option<i64> {
     (i >= 0 && i.to_string() == s).then_some(i)
 }
 
-fn running_ready(pod: &Value) -> bool {
-    phase(pod) == "Running" && is_ready(pod) && !is_deleting(pod)
+fn running_ready(pod: &Pod) -> bool {
+    phase(pod) == PodPhase::Running && is_ready(pod) && !is_deleting(pod)
 }
 
-fn revision(pod: &Value) -> &str {
-    str_at(pod, "/metadata/labels/controller-revision-hash")
+fn revision(pod: &Pod) -> &str {
+    pod.metadata.labels().get(REVISION_LABEL).map_or("", String::as_str)
 }
 
 /// The claim templates that have a name.
-fn claim_templates(sts: &Value) -> Vec<&Value> {
-    let list = sts.pointer("/spec/volumeClaimTemplates").and_then(Value::as_array);
-    list.map(|l| l.iter().filter(|t| !name(t).is_empty()).collect()).unwrap_or_default()
+fn claim_templates(sts: &StatefulSet) -> Vec<&PersistentVolumeClaim> {
+    let list = sts.spec.volume_claim_templates.iter().flatten();
+    list.filter(|t| !t.metadata.name().is_empty()).collect()
 }
 
 /// The claim of template `t` for the pod `pod_name`.
-fn claim_for(sts: &Value, t: &Value, pod_name: &str) -> Value {
-    let mut labels = t.pointer("/metadata/labels").filter(|l| l.is_object()).cloned().unwrap_or(json!({}));
-    if let Some(m) = sts.pointer("/spec/selector/matchLabels").and_then(Value::as_object) {
-        for (k, v) in m {
-            labels[k] = v.clone();
-        }
+fn claim_for(sts: &StatefulSet, t: &PersistentVolumeClaim, pod_name: &str) -> PersistentVolumeClaim {
+    let mut labels = t.metadata.labels.clone().unwrap_or_default();
+    for (k, v) in sts.spec.selector.match_labels.iter().flatten() {
+        labels.insert(k.clone(), v.clone());
     }
-    let mut meta =
-        json!({"name": format!("{}-{pod_name}", name(t)), "namespace": namespace(sts), "labels": labels});
-    if let Some(a) = t.pointer("/metadata/annotations").filter(|a| a.is_object()) {
-        meta["annotations"] = a.clone();
+    PersistentVolumeClaim {
+        api_version: Some("v1".into()),
+        kind: Some("PersistentVolumeClaim".into()),
+        metadata: ObjectMeta {
+            name: Some(format!("{}-{pod_name}", t.metadata.name())),
+            namespace: Some(namespace(&sts.metadata).into()),
+            labels: Some(labels),
+            annotations: t.metadata.annotations.clone(),
+            ..ObjectMeta::default()
+        },
+        spec: t.spec.clone(),
+        status: None,
     }
-    let spec = t.get("spec").filter(|s| s.is_object()).cloned().unwrap_or(json!({}));
-    json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta, "spec": spec})
 }
 
-/// CreateClaim actions (and their events) for the claims of `pod_name` missing from `existing`.
-fn missing_claims(sts: &Value, pod_name: &str, existing: &HashSet<&str>, out: &mut Vec<Action>) {
+/// Create actions (and their events) for the claims of `pod_name` missing from `existing`.
+fn missing_claims(sts: &StatefulSet, pod_name: &str, existing: &HashSet<&str>, out: &mut Vec<Action>) {
     for t in claim_templates(sts) {
         let claim = claim_for(sts, t, pod_name);
-        let claim_name = name(&claim).to_string();
+        let claim_name = claim.metadata.name().to_string();
         if !existing.contains(claim_name.as_str()) {
-            out.push(Action::create(Kind::PersistentVolumeClaim, claim));
+            out.push(Action::create(Kind::PersistentVolumeClaim, value(&claim)));
             out.push(Action::Event {
                 warning: false,
                 reason: "SuccessfulCreate",
                 message: format!(
                     "create Claim {claim_name} Pod {pod_name} in StatefulSet {} success",
-                    name(sts)
+                    sts.metadata.name()
                 ),
             });
         }
@@ -118,33 +118,27 @@ fn missing_claims(sts: &Value, pod_name: &str, existing: &HashSet<&str>, out: &m
 }
 
 /// Replica `i` of the set at revision `rev`.
-fn new_pod(sts: &Value, i: i64, rev: &str) -> Value {
-    let set = name(sts);
-    let pod_name = format!("{set}-{i}");
+fn new_pod(sts: &StatefulSet, i: i64, rev: &str) -> Pod {
+    let pod_name = format!("{}-{i}", sts.metadata.name());
     let index = i.to_string();
-    let template = sts.pointer("/spec/template").cloned().unwrap_or(Value::Null);
     let labels = [(REVISION_LABEL, rev), (POD_NAME_LABEL, pod_name.as_str()), (POD_INDEX_LABEL, &index)];
-    let mut pod = pod_from_template(&template, &pod_name, sts, &labels);
-    if !pod["spec"].is_object() {
-        pod["spec"] = json!({});
-    }
-    let spec = &mut pod["spec"];
-    spec["hostname"] = pod_name.as_str().into();
-    let service = str_at(sts, "/spec/serviceName");
-    if !service.is_empty() {
-        spec["subdomain"] = service.into();
+    let mut pod = pods::pod_from_template(&sts.spec.template, &pod_name, sts, &labels);
+    let spec = &mut pod.spec;
+    spec.hostname = Some(pod_name.clone());
+    if let Some(service) = sts.spec.service_name.as_deref().filter(|s| !s.is_empty()) {
+        spec.subdomain = Some(service.into());
     }
     for t in claim_templates(sts) {
-        let claim_name = format!("{}-{pod_name}", name(t));
-        let volume = json!({"name": name(t), "persistentVolumeClaim": {"claimName": claim_name}});
-        if !spec["volumes"].is_array() {
-            spec["volumes"] = json!([]);
-        }
-        if let Some(volumes) = spec["volumes"].as_array_mut() {
-            match volumes.iter_mut().find(|v| v["name"] == name(t)) {
-                Some(v) => *v = volume,
-                None => volumes.push(volume),
-            }
+        let claim_name = format!("{}-{pod_name}", t.metadata.name());
+        let volume = Volume {
+            name: t.metadata.name().into(),
+            persistent_volume_claim: Some(PvcVolumeSource { claim_name, read_only: None }),
+            ..Volume::default()
+        };
+        let volumes = spec.volumes.get_or_insert_default();
+        match volumes.iter_mut().find(|v| v.name == t.metadata.name()) {
+            Some(v) => *v = volume,
+            None => volumes.push(volume),
         }
     }
     pod
@@ -161,28 +155,43 @@ fn deleted(set: &str, pod: &str) -> [Action; 2] {
     ]
 }
 
+/// The revision of the set's current template: `{set}-{hash}`, the hash of the template as the
+/// store keeps it.
+fn update_revision(sts: &StatefulSet) -> String {
+    format!("{}-{}", sts.metadata.name(), hash(&value(&sts.spec.template)))
+}
+
 /// Decides one round for the StatefulSet `sts`. `pods` are the pods it controls, `claims` all
 /// PersistentVolumeClaims of its namespace, `now` the time in Unix seconds.
-pub fn reconcile(sts: &Value, pods: &[Value], claims: &[Value], now: i64) -> Vec<Action> {
-    let set = name(sts);
-    let want = int_at(sts, "/spec/replicas").unwrap_or(1).clamp(0, MAX_REPLICAS);
-    let parallel = str_at(sts, "/spec/podManagementPolicy") == "Parallel";
-    let on_delete = str_at(sts, "/spec/updateStrategy/type") == "OnDelete";
-    let partition = int_at(sts, "/spec/updateStrategy/rollingUpdate/partition").unwrap_or(0).max(0);
-    let min_ready = int_at(sts, "/spec/minReadySeconds").unwrap_or(0);
-    let update_rev = format!("{set}-{}", hash(sts.pointer("/spec/template").unwrap_or(&Value::Null)));
-    let claim_names: HashSet<&str> = claims.iter().map(name).collect();
+pub fn reconcile(
+    sts: &StatefulSet,
+    pods: &[&Pod],
+    claims: &[&PersistentVolumeClaim],
+    now: i64,
+) -> Vec<Action> {
+    use flotilla_shared::api::{DaemonSetStrategyType, PodManagementPolicy};
+    let set = sts.metadata.name();
+    let spec = &sts.spec;
+    let want = i64::from(spec.replicas.unwrap_or(1)).clamp(0, MAX_REPLICAS);
+    let parallel = spec.pod_management_policy == Some(PodManagementPolicy::Parallel);
+    let strategy = spec.update_strategy.as_ref();
+    let on_delete = strategy.and_then(|s| s.type_) == Some(DaemonSetStrategyType::OnDelete);
+    let partition = strategy.and_then(|s| s.rolling_update.as_ref()?.partition).map_or(0, i64::from).max(0);
+    let min_ready = i64::from(spec.min_ready_seconds.unwrap_or(0));
+    let update_rev = update_revision(sts);
+    let claim_names: HashSet<&str> = claims.iter().map(|c| c.metadata.name()).collect();
 
     // Replicas by ordinal; everything else is surplus, keyed so the highest ordinal (then pods
     // without a valid ordinal) comes first.
-    let mut replicas: BTreeMap<i64, &Value> = BTreeMap::new();
-    let mut surplus: Vec<(i64, &str, &Value)> = Vec::new();
-    for pod in pods {
-        match ordinal(set, name(pod)) {
+    let mut replicas: BTreeMap<i64, &Pod> = BTreeMap::new();
+    let mut surplus: Vec<(i64, &str, &Pod)> = Vec::new();
+    for pod in pods.iter().copied() {
+        let name = pod.metadata.name();
+        match ordinal(set, name) {
             Some(i) if i < want && !replicas.contains_key(&i) => {
                 replicas.insert(i, pod);
             }
-            o => surplus.push((o.unwrap_or(i64::MAX), name(pod), pod)),
+            o => surplus.push((o.unwrap_or(i64::MAX), name, pod)),
         }
     }
     surplus.sort_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
@@ -193,8 +202,8 @@ pub fn reconcile(sts: &Value, pods: &[Value], claims: &[Value], now: i64) -> Vec
         let Some(pod) = replicas.get(&i) else {
             missing_claims(sts, &format!("{set}-{i}"), &claim_names, &mut actions);
             let pod = new_pod(sts, i, &update_rev);
-            let pod_name = name(&pod).to_string();
-            actions.push(Action::create(Kind::Pod, pod));
+            let pod_name = pod.metadata.name().to_string();
+            actions.push(Action::create(Kind::Pod, value(&pod)));
             actions.push(Action::Event {
                 warning: false,
                 reason: "SuccessfulCreate",
@@ -206,16 +215,17 @@ pub fn reconcile(sts: &Value, pods: &[Value], claims: &[Value], now: i64) -> Vec
             }
             continue;
         };
-        let pod_name = name(pod);
+        let pod_name = pod.metadata.name();
         if is_terminal(pod) && !is_deleting(pod) {
             let (warning, reason, what) = match phase(pod) {
-                "Failed" => (true, "RecreatingFailedPod", "failed"),
+                PodPhase::Failed => (true, "RecreatingFailedPod", "failed"),
                 _ => (false, "RecreatingTerminatedPod", "terminated"),
             };
-            let message = format!("StatefulSet {}/{set} is recreating {what} Pod {pod_name}", namespace(sts));
+            let message =
+                format!("StatefulSet {}/{set} is recreating {what} Pod {pod_name}", namespace(&sts.metadata));
             actions.push(Action::Event { warning, reason, message });
             actions.extend(deleted(set, pod_name));
-        } else if phase(pod) == "Pending" && !is_deleting(pod) {
+        } else if phase(pod) == PodPhase::Pending && !is_deleting(pod) {
             missing_claims(sts, pod_name, &claim_names, &mut actions);
         }
         if !parallel && !running_ready(pod) {
@@ -244,35 +254,36 @@ pub fn reconcile(sts: &Value, pods: &[Value], claims: &[Value], now: i64) -> Vec
     if !on_delete && actions.is_empty() && surplus.is_empty() && all_ready {
         let outdated = replicas.range(partition..).rev().find(|(_, p)| revision(p) != update_rev);
         if let Some((_, pod)) = outdated {
-            actions.extend(deleted(set, name(pod)));
+            actions.extend(deleted(set, pod.metadata.name()));
         }
     }
 
-    let live: Vec<&Value> = pods.iter().filter(|p| !is_deleting(p)).collect();
+    let live: Vec<&Pod> = pods.iter().copied().filter(|p| !is_deleting(p)).collect();
     let count = |rev: &str| live.iter().filter(|p| revision(p) == rev).count() as i64;
     let total = pods.len() as i64;
     let ready = pods.iter().filter(|p| running_ready(p)).count() as i64;
     let available =
         pods.iter().filter(|p| running_ready(p) && is_available(p, min_ready, now)).count() as i64;
     let updated = count(&update_rev);
-    let old_current = str_at(sts, "/status/currentRevision");
+    let old_current = sts.status.as_ref().and_then(|s| s.current_revision.as_deref()).unwrap_or_default();
     let current_rev = if (total == want && updated == want && ready == want) || old_current.is_empty() {
         update_rev.as_str()
     } else {
         old_current
     };
-    let status = json!({
-        "observedGeneration": generation(sts),
-        "replicas": total,
-        "readyReplicas": ready,
-        "availableReplicas": available,
-        "currentReplicas": count(current_rev),
-        "updatedReplicas": updated,
-        "currentRevision": current_rev,
-        "updateRevision": update_rev,
-    });
-    if sts.get("status") != Some(&status) {
-        actions.push(Action::UpdateStatus(status));
+    let status = WorkloadStatus {
+        observed_generation: Some(pods::generation(&sts.metadata)),
+        replicas: Some(total),
+        ready_replicas: Some(ready),
+        available_replicas: Some(available),
+        current_replicas: Some(count(current_rev)),
+        updated_replicas: Some(updated),
+        current_revision: Some(current_rev.into()),
+        update_revision: Some(update_rev.clone()),
+        ..WorkloadStatus::default()
+    };
+    if sts.status.as_ref() != Some(&status) {
+        actions.push(Action::UpdateStatus(value(&status)));
     }
     actions
 }
@@ -280,6 +291,23 @@ pub fn reconcile(sts: &Value, pods: &[Value], claims: &[Value], now: i64) -> Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controllers::common::name;
+    use crate::controllers::workloads::parse;
+    use serde_json::{json, Value};
+
+    /// The controller run on JSON fixtures, parsed as the loop parses stored objects.
+    fn reconcile(s: &Value, pods: &[Value], claims: &[Value], now: i64) -> Vec<Action> {
+        let pods: Vec<Pod> = pods.iter().map(|p| parse(Kind::Pod, p).expect("a pod")).collect();
+        let claims: Vec<PersistentVolumeClaim> =
+            claims.iter().map(|c| parse(Kind::PersistentVolumeClaim, c).expect("a claim")).collect();
+        let (pods, claims): (Vec<&Pod>, Vec<&PersistentVolumeClaim>) =
+            (pods.iter().collect(), claims.iter().collect());
+        super::reconcile(&sts_of(s), &pods, &claims, now)
+    }
+
+    fn sts_of(s: &Value) -> StatefulSet {
+        parse(Kind::StatefulSet, s).expect("a StatefulSet")
+    }
 
     fn sts(replicas: i64, extra: Value) -> Value {
         let mut s = json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
@@ -296,8 +324,8 @@ mod tests {
 
     /// The pod the controller creates for ordinal `i`, in phase `phase` (Ready when Running).
     fn pod(s: &Value, i: i64, phase: &str) -> Value {
-        let rev = format!("db-{}", hash(&s["spec"]["template"]));
-        let mut p = new_pod(s, i, &rev);
+        let s = sts_of(s);
+        let mut p = value(&new_pod(&s, i, &update_revision(&s)));
         p["status"] = json!({"phase": phase, "conditions": [{"type": "Ready", "status":
             if phase == "Running" { "True" } else { "False" }}]});
         p
@@ -387,7 +415,7 @@ mod tests {
         let mut s = sts(2, json!({"podManagementPolicy": "Parallel", "volumeClaimTemplates": [t]}));
         s["spec"]["template"]["spec"]["volumes"] =
             json!([{"name": "data", "emptyDir": {}}, {"name": "cfg", "emptyDir": {}}]);
-        let existing = [json!({"metadata": {"name": "data-db-1", "namespace": "edge"}})];
+        let existing = [json!({"metadata": {"name": "data-db-1", "namespace": "edge"}, "spec": {}})];
         let a = reconcile(&s, &[], &existing, 0);
         assert_eq!(check(&a), (vec!["db-0".into(), "db-1".into()], vec![], vec!["data-db-0".into()]));
         assert!(
@@ -518,13 +546,16 @@ mod tests {
 
     #[test]
     fn garbage_input_does_not_panic() {
-        let s = sts(2, json!({}));
+        // Garbage is refused at the loop's edge (logged and skipped).
         let weird = [
             json!(null),
             json!({"metadata": {"name": 5}}),
             json!({"metadata": {"name": "db-x"}, "status": "up"}),
-            json!({"metadata": {"name": "db-99999999999999999999999"}}),
         ];
+        for w in &weird {
+            assert!(parse::<Pod>(Kind::Pod, w).is_none(), "{w}");
+            assert!(parse::<PersistentVolumeClaim>(Kind::PersistentVolumeClaim, w).is_none(), "{w}");
+        }
         for set in [
             json!(null),
             json!({"spec": "x"}),
@@ -532,9 +563,15 @@ mod tests {
             json!({"metadata": {"name": "db"}, "spec": {"replicas": i64::MAX, "podManagementPolicy": 1,
                 "volumeClaimTemplates": [{"metadata": {"name": "d", "labels": 3}, "spec": []}, 4],
                 "template": {"spec": {"volumes": "no"}, "metadata": {"labels": []}}}}),
-            s,
         ] {
-            let _ = reconcile(&set, &weird, &weird, -1);
+            assert!(parse::<StatefulSet>(Kind::StatefulSet, &set).is_none(), "{set}");
         }
+        // What parses does not panic: odd names, a negative count, a clock before the epoch.
+        let mut s = sts(2, json!({}));
+        let odd = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "db-99999999999999999999999"},
+            "spec": {"containers": []}});
+        let _ = reconcile(&s, std::slice::from_ref(&odd), &[], -1);
+        s["spec"]["replicas"] = (-3).into();
+        let _ = reconcile(&s, &[odd], &[], -1);
     }
 }
