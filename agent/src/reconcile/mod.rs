@@ -32,9 +32,13 @@
 //! - `RemovePod`: deletes everything of the pod, including its observed record.
 //!
 //! Actions are requests: one already in progress is not started twice.
+//!
+//! [`record::record`] is this contract written as code: the executor passes in what came of
+//! each action and `record` does the counting, so the executor itself only performs I/O.
 
 mod backoff;
 mod pod;
+pub mod record;
 mod status;
 
 #[cfg(test)]
