@@ -15,11 +15,15 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use flotilla_shared::api::{Kind, Pod};
+use flotilla_shared::api::{
+    DaemonSet, DaemonSetStrategyType, Kind, Pod, PodPhase, PodSpec, Resource, TaintEffect, Toleration,
+    TolerationOperator,
+};
 
-use super::common::{self, int_or_percent, is_available, is_ready, name, str_at};
+use super::common::{self, int_or_percent};
+use super::pods::{self, is_available, is_ready, value};
 use super::{Action, Controller, Lists};
 use crate::scheduler::{self, NodeView};
 
@@ -32,27 +36,28 @@ impl Controller for DaemonSets {
     const LISTS: &'static [Kind] = &[Kind::Pod, Kind::Node];
     const RESYNC: Duration = Duration::from_secs(5);
     const SOURCE: &'static str = "daemonset-controller";
-    type Owner = Value;
+    type Owner = DaemonSet;
 
-    fn reconcile(ds: &Value, lists: &Lists, now: i64, suffix: &mut dyn FnMut() -> String) -> Vec<Action> {
-        let pods = lists.owned(Kind::Pod, ds);
-        let running: HashSet<&str> = pods.iter().filter_map(common::node_of).collect();
+    fn reconcile(ds: &DaemonSet, lists: &Lists, now: i64, suffix: &mut dyn FnMut() -> String) -> Vec<Action> {
+        let pods: Vec<&Pod> = lists.owned_by(&ds.metadata);
+        let running: HashSet<&str> = pods.iter().filter_map(|p| pods::node_of(p)).collect();
         let eligible = eligible_nodes(ds, &lists.nodes, &running);
-        reconcile(ds, pods, &eligible, now, suffix)
+        reconcile(ds, &pods, &eligible, now, suffix)
     }
 }
 
 /// The nodes a DaemonSet's pods belong on; `running` are the nodes that already run one.
-fn eligible_nodes(ds: &Value, nodes: &[NodeView], running: &HashSet<&str>) -> Vec<String> {
-    let mut template = ds.pointer("/spec/template").cloned().unwrap_or(Value::Null);
-    if !template.is_object() {
-        return Vec::new();
-    }
-    template["spec"]["tolerations"] = pod_tolerations(&template);
-    let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
-        "metadata": template.get("metadata").cloned().unwrap_or_else(|| serde_json::json!({})),
-        "spec": template.get("spec").cloned().unwrap_or_else(|| serde_json::json!({}))});
-    let Ok(pod) = serde_json::from_value::<Pod>(pod) else { return Vec::new() };
+fn eligible_nodes(ds: &DaemonSet, nodes: &[NodeView], running: &HashSet<&str>) -> Vec<String> {
+    let template = &ds.spec.template;
+    let mut spec = template.spec.clone();
+    spec.tolerations = Some(pod_tolerations(&template.spec));
+    let pod = Resource {
+        api_version: "v1".into(),
+        kind: "Pod".into(),
+        metadata: template.metadata.clone().unwrap_or_default(),
+        spec,
+        status: None,
+    };
     nodes
         .iter()
         .filter(|n| scheduler::daemon_fits(&pod, n, running.contains(n.name.as_str())))
@@ -61,79 +66,92 @@ fn eligible_nodes(ds: &Value, nodes: &[NodeView], running: &HashSet<&str>) -> Ve
 }
 
 /// Key and effect of the tolerations Kubernetes gives every daemon pod (all `operator: Exists`).
-const DAEMON_TOLERATIONS: [(&str, &str); 6] = [
-    ("node.kubernetes.io/not-ready", "NoExecute"),
-    ("node.kubernetes.io/unreachable", "NoExecute"),
-    ("node.kubernetes.io/disk-pressure", "NoSchedule"),
-    ("node.kubernetes.io/memory-pressure", "NoSchedule"),
-    ("node.kubernetes.io/pid-pressure", "NoSchedule"),
-    ("node.kubernetes.io/unschedulable", "NoSchedule"),
+const DAEMON_TOLERATIONS: [(&str, TaintEffect); 6] = [
+    ("node.kubernetes.io/not-ready", TaintEffect::NoExecute),
+    ("node.kubernetes.io/unreachable", TaintEffect::NoExecute),
+    ("node.kubernetes.io/disk-pressure", TaintEffect::NoSchedule),
+    ("node.kubernetes.io/memory-pressure", TaintEffect::NoSchedule),
+    ("node.kubernetes.io/pid-pressure", TaintEffect::NoSchedule),
+    ("node.kubernetes.io/unschedulable", TaintEffect::NoSchedule),
 ];
 
-/// Tolerations every DaemonSet pod gets (Kubernetes adds the same ones), as a JSON array.
-pub fn default_tolerations() -> Value {
-    DAEMON_TOLERATIONS.iter().map(|(k, e)| json!({"key": k, "operator": "Exists", "effect": e})).collect()
+/// Tolerations every DaemonSet pod gets (Kubernetes adds the same ones).
+pub fn default_tolerations() -> Vec<Toleration> {
+    DAEMON_TOLERATIONS
+        .iter()
+        .map(|(k, e)| Toleration {
+            key: Some(k.to_string()),
+            operator: Some(TolerationOperator::Exists),
+            effect: Some(*e),
+            ..Toleration::default()
+        })
+        .collect()
 }
 
-/// The tolerations of a daemon pod made from `template` (`{metadata, spec}`): the template's,
-/// then each default one whose key and effect the template does not already tolerate.
-pub fn pod_tolerations(template: &Value) -> Value {
-    let mut out: Vec<Value> =
-        template.pointer("/spec/tolerations").and_then(Value::as_array).cloned().unwrap_or_default();
-    for t in default_tolerations().as_array().into_iter().flatten() {
-        if !out.iter().any(|o| o.get("key") == t.get("key") && o.get("effect") == t.get("effect")) {
-            out.push(t.clone());
+/// The tolerations of a daemon pod made from a template's `spec`: the template's, then each
+/// default one whose key and effect the template does not already tolerate.
+pub fn pod_tolerations(spec: &PodSpec) -> Vec<Toleration> {
+    let mut out: Vec<Toleration> = spec.tolerations.clone().unwrap_or_default();
+    for t in default_tolerations() {
+        if !out.iter().any(|o| o.key == t.key && o.effect == t.effect) {
+            out.push(t);
         }
     }
-    Value::Array(out)
+    out
+}
+
+fn revision_hash(pod: &Pod) -> &str {
+    pod.metadata.labels().get("controller-revision-hash").map_or("", String::as_str)
 }
 
 /// Decides for one DaemonSet. `pods` are the pods it controls, `eligible_nodes` the nodes that
 /// should run one of them, `now` Unix seconds; `suffix` yields random pod-name suffixes.
 pub fn reconcile(
-    ds: &Value,
-    pods: &[Value],
+    ds: &DaemonSet,
+    pods: &[&Pod],
     eligible_nodes: &[String],
     now: i64,
     mut suffix: impl FnMut() -> String,
 ) -> Vec<Action> {
     let mut actions = Vec::new();
-    if name(ds).is_empty() {
+    if ds.metadata.name().is_empty() {
         return actions;
     }
-    let ns = common::namespace(ds);
+    let ns = pods::namespace(&ds.metadata);
     // Keeps the availability arithmetic in range on a nonsensical clock.
     let now = now.clamp(0, i64::MAX / 2);
-    let template = ds.pointer("/spec/template").filter(|t| t.is_object()).cloned().unwrap_or(json!({}));
-    let hash = common::hash(&template);
-    let min_ready = common::int_at(ds, "/spec/minReadySeconds").unwrap_or(0).max(0);
+    let template = &ds.spec.template;
+    let hash = common::hash(&value(template));
+    let min_ready = i64::from(ds.spec.min_ready_seconds.unwrap_or(0)).max(0);
     let eligible: BTreeSet<&str> =
         eligible_nodes.iter().map(String::as_str).filter(|n| !n.is_empty()).collect();
     let desired = eligible.len() as i64;
-    let on_delete = str_at(ds, "/spec/updateStrategy/type") == "OnDelete";
-    let rolling = ds.pointer("/spec/updateStrategy/rollingUpdate");
-    let budget = |key: &str, default: i64| {
+    let strategy = ds.spec.update_strategy.as_ref();
+    let on_delete = strategy.and_then(|s| s.type_) == Some(DaemonSetStrategyType::OnDelete);
+    let rolling = strategy.and_then(|s| s.rolling_update.as_ref());
+    let budget = |field: Option<&flotilla_shared::api::IntOrString>, default: i64| {
         if on_delete {
             return 0;
         }
-        int_or_percent(rolling.and_then(|r| r.get(key)).map(sane_percent).as_ref(), desired, default, true)
+        int_or_percent(field.map(value).as_ref().map(sane_percent).as_ref(), desired, default, true)
     };
-    let max_surge = budget("maxSurge", 0);
-    let max_unavailable = if max_surge == 0 { budget("maxUnavailable", 1).max(1) } else { 0 };
+    let max_surge = budget(rolling.and_then(|r| r.max_surge.as_ref()), 0);
+    let max_unavailable =
+        if max_surge == 0 { budget(rolling.and_then(|r| r.max_unavailable.as_ref()), 1).max(1) } else { 0 };
 
-    let updated = |p: &Value| str_at(p, "/metadata/labels/controller-revision-hash") == hash;
-    let available = |p: &Value| is_available(p, min_ready, now);
+    let updated = |p: &Pod| revision_hash(p) == hash;
+    let available = |p: &Pod| is_available(p, min_ready, now);
     let mut create = |actions: &mut Vec<Action>, node: &str| {
-        let pod = new_pod(ds, &template, &hash, node, &mut suffix);
-        let message = format!("Created pod: {}", name(&pod));
-        actions.push(Action::create(Kind::Pod, pod));
+        let pod = new_pod(ds, &hash, node, &mut suffix);
+        let message = format!("Created pod: {}", pod.metadata.name());
+        actions.push(Action::create(Kind::Pod, value(&pod)));
         actions.push(Action::Event { warning: false, reason: "SuccessfulCreate", message });
     };
 
     // Live pods by node; unbound ones go.
-    let mut by_node: BTreeMap<&str, Vec<&Value>> = BTreeMap::new();
-    for pod in pods.iter().filter(|p| !name(p).is_empty() && !common::is_deleting(p)) {
-        match common::node_of(pod) {
+    let mut by_node: BTreeMap<&str, Vec<&Pod>> = BTreeMap::new();
+    for pod in pods.iter().copied().filter(|p| !p.metadata.name().is_empty() && !pods::is_deleting(p)) {
+        match pods::node_of(pod) {
             Some(node) => by_node.entry(node).or_default().push(pod),
             None => delete(&mut actions, pod),
         }
@@ -145,20 +163,22 @@ pub fn reconcile(
             on_node.iter().for_each(|p| delete(&mut actions, p));
             continue;
         }
-        let (terminal, mut running): (Vec<&Value>, Vec<&Value>) =
-            on_node.iter().partition(|p| common::is_terminal(p));
+        let (terminal, mut running): (Vec<&Pod>, Vec<&Pod>) =
+            on_node.iter().partition(|p| pods::is_terminal(p));
         for p in terminal {
-            if common::phase(p) == "Failed" {
-                let message =
-                    format!("Found failed daemon pod {ns}/{} on node {node}, will try to kill it", name(p));
+            if pods::phase(p) == PodPhase::Failed {
+                let message = format!(
+                    "Found failed daemon pod {ns}/{} on node {node}, will try to kill it",
+                    p.metadata.name()
+                );
                 actions.push(Action::Event { warning: true, reason: "FailedDaemonPod", message });
             }
             delete(&mut actions, p);
         }
         // Best first: updated revision, ready, oldest, name.
         running.sort_by_cached_key(|p| {
-            let created = common::unix_seconds(str_at(p, "/metadata/creationTimestamp"));
-            (!updated(p), !is_ready(p), created.unwrap_or(i64::MAX), name(p).to_string())
+            let created = p.metadata.creation_timestamp.as_deref().and_then(common::unix_seconds);
+            (!updated(p), !is_ready(p), created.unwrap_or(i64::MAX), p.metadata.name().to_string())
         });
         let mut keep: Vec<usize> = Vec::new();
         if max_surge > 0 {
@@ -229,10 +249,10 @@ pub fn reconcile(
     }
 
     // Status, counted over nodes as observed this round.
-    let count = |f: &dyn Fn(&Value) -> bool| {
+    let count = |f: &dyn Fn(&Pod) -> bool| {
         eligible
             .iter()
-            .filter(|n| by_node.get(**n).is_some_and(|ps| ps.iter().any(|p| !common::is_terminal(p) && f(p))))
+            .filter(|n| by_node.get(**n).is_some_and(|ps| ps.iter().any(|p| !pods::is_terminal(p) && f(p))))
             .count() as i64
     };
     let (ready, available_nodes) = (count(&is_ready), count(&available));
@@ -241,28 +261,24 @@ pub fn reconcile(
         .iter()
         .filter(|n| {
             by_node.get(**n).is_some_and(|ps| {
-                let live: Vec<&&Value> = ps.iter().filter(|p| !common::is_terminal(p)).collect();
+                let live: Vec<&&Pod> = ps.iter().filter(|p| !pods::is_terminal(p)).collect();
                 !live.is_empty() && live.iter().all(|p| updated(p))
             })
         })
         .count() as i64;
-    let computed = json!({
-        "observedGeneration": common::generation(ds),
-        "desiredNumberScheduled": desired,
-        "currentNumberScheduled": eligible.iter().filter(|n| by_node.contains_key(**n)).count(),
-        "numberMisscheduled": by_node.keys().filter(|n| !eligible.contains(*n)).count(),
-        "numberReady": ready,
-        "numberAvailable": available_nodes,
-        "numberUnavailable": (desired - available_nodes).max(0),
-        "updatedNumberScheduled": updated_nodes,
-    });
     // Fields this controller does not manage are kept as they are.
-    let current = ds.get("status").cloned().unwrap_or(Value::Null);
-    let mut status = current.as_object().cloned().unwrap_or_default();
-    status.extend(computed.as_object().cloned().unwrap_or_default());
-    let status = Value::Object(status);
-    if status != current {
-        actions.push(Action::UpdateStatus(status));
+    let mut status = ds.status.clone().unwrap_or_default();
+    status.observed_generation = Some(pods::generation(&ds.metadata));
+    status.desired_number_scheduled = Some(desired);
+    status.current_number_scheduled =
+        Some(eligible.iter().filter(|n| by_node.contains_key(**n)).count() as i64);
+    status.number_misscheduled = Some(by_node.keys().filter(|n| !eligible.contains(*n)).count() as i64);
+    status.number_ready = Some(ready);
+    status.number_available = Some(available_nodes);
+    status.number_unavailable = Some((desired - available_nodes).max(0));
+    status.updated_number_scheduled = Some(updated_nodes);
+    if ds.status.as_ref() != Some(&status) {
+        actions.push(Action::UpdateStatus(value(&status)));
     }
     actions
 }
@@ -276,8 +292,8 @@ fn sane_percent(v: &Value) -> Value {
     }
 }
 
-fn delete(actions: &mut Vec<Action>, pod: &Value) {
-    let pod_name = name(pod).to_string();
+fn delete(actions: &mut Vec<Action>, pod: &Pod) {
+    let pod_name = pod.metadata.name().to_string();
     let message = format!("Deleted pod: {pod_name}");
     if !actions.contains(&Action::delete(Kind::Pod, pod_name.clone())) {
         actions.push(Action::delete(Kind::Pod, pod_name));
@@ -286,30 +302,41 @@ fn delete(actions: &mut Vec<Action>, pod: &Value) {
 }
 
 /// A pod of the template for `node`, labelled with the revision and template generation.
-fn new_pod(
-    ds: &Value,
-    template: &Value,
-    hash: &str,
-    node: &str,
-    suffix: &mut impl FnMut() -> String,
-) -> Value {
-    let pod_name = format!("{}-{}", name(ds), suffix());
-    let generation = common::generation(ds).to_string();
+fn new_pod(ds: &DaemonSet, hash: &str, node: &str, suffix: &mut impl FnMut() -> String) -> Pod {
+    let pod_name = format!("{}-{}", ds.metadata.name(), suffix());
+    let generation = pods::generation(&ds.metadata).to_string();
     let labels = [("controller-revision-hash", hash), ("pod-template-generation", generation.as_str())];
-    let mut pod = common::pod_from_template(template, &pod_name, ds, &labels);
-    if !pod["spec"].is_object() {
-        pod["spec"] = json!({});
-    }
-    pod["spec"]["nodeName"] = node.into();
-    pod["spec"]["tolerations"] = pod_tolerations(template);
+    let template = &ds.spec.template;
+    let mut pod = pods::pod_from_template(template, &pod_name, ds, &labels);
+    pod.spec.node_name = Some(node.into());
+    pod.spec.tolerations = Some(pod_tolerations(&template.spec));
     pod
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controllers::common::{name, str_at};
+    use crate::controllers::workloads::parse;
     use common::rfc3339;
     use flotilla_shared::api::Node;
+    use serde_json::json;
+
+    /// The controller run on JSON fixtures, parsed as the loop parses stored objects.
+    fn reconcile(
+        ds: &Value,
+        pods: &[Value],
+        eligible_nodes: &[String],
+        now: i64,
+        suffix: impl FnMut() -> String,
+    ) -> Vec<Action> {
+        let pods: Vec<Pod> = pods.iter().map(|p| parse(Kind::Pod, p).expect("a pod")).collect();
+        super::reconcile(&ds_of(ds), &pods.iter().collect::<Vec<_>>(), eligible_nodes, now, suffix)
+    }
+
+    fn ds_of(ds: &Value) -> DaemonSet {
+        parse(Kind::DaemonSet, ds).expect("a DaemonSet")
+    }
 
     const T0: i64 = 1_700_000_000;
 
@@ -442,16 +469,20 @@ mod tests {
             node("c", json!({"role": "core"}), json!([]), "True"),
             node("d", json!({"role": "edge"}), json!([{"key": "gpu", "effect": "NoSchedule"}]), "True"),
         ];
-        let ds = json!({"spec": {"template": {"spec": {"nodeSelector": {"role": "edge"},
+        let ds = json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "ds"},
+            "spec": {"selector": {}, "template": {"spec": {"nodeSelector": {"role": "edge"},
             "containers": [{"name": "c", "image": "x"}]}}}});
         let none = HashSet::new();
-        assert_eq!(eligible_nodes(&ds, &nodes, &none), ["a", "b"]);
+        assert_eq!(eligible_nodes(&ds_of(&ds), &nodes, &none), ["a", "b"]);
         let mut tolerant = ds.clone();
         tolerant["spec"]["template"]["spec"]["tolerations"] = json!([{"key": "gpu", "operator": "Exists"}]);
-        assert_eq!(eligible_nodes(&tolerant, &nodes, &none), ["a", "b", "d"]);
-        assert!(eligible_nodes(&json!({"spec": {"template": 3}}), &nodes, &none).is_empty());
+        assert_eq!(eligible_nodes(&ds_of(&tolerant), &nodes, &none), ["a", "b", "d"]);
+        // A template that is no template is refused at the loop's edge.
+        let mut broken = ds.clone();
+        broken["spec"]["template"] = json!(3);
+        assert!(parse::<DaemonSet>(Kind::DaemonSet, &broken).is_none());
         // A NoSchedule taint added later keeps new pods off, not the one already running.
-        assert_eq!(eligible_nodes(&ds, &nodes, &HashSet::from(["d"])), ["a", "b", "d"]);
+        assert_eq!(eligible_nodes(&ds_of(&ds), &nodes, &HashSet::from(["d"])), ["a", "b", "d"]);
     }
 
     const NODES: [&str; 3] = ["n1", "n2", "n3"];
@@ -480,7 +511,7 @@ mod tests {
         assert_eq!(tol[0]["tolerationSeconds"], 600);
         assert!(tol.contains(&json!({"key": "node.kubernetes.io/unschedulable", "operator": "Exists",
             "effect": "NoSchedule"})));
-        assert_eq!(default_tolerations().as_array().map(Vec::len), Some(6));
+        assert_eq!(default_tolerations().len(), 6);
         check(&actions);
         let status = actions.last().expect("status");
         assert!(matches!(status, Action::UpdateStatus(s) if s["desiredNumberScheduled"] == 3
@@ -697,13 +728,31 @@ mod tests {
                 "updateStrategy": {"rollingUpdate": {"maxSurge": "-50%", "maxUnavailable": [1]}}}),
             json!({"updateStrategy": {"rollingUpdate": {"maxSurge": "99999999999999999%"}}}),
         ];
-        let nodes = strs(&["n1", "", "n2"]);
+        // Garbage is refused at the loop's edge (logged and skipped).
+        for p in &pods[..5] {
+            assert!(parse::<Pod>(Kind::Pod, p).is_none(), "{p}");
+        }
         for spec in bad_specs {
             let ds = json!({"metadata": {"name": "d", "generation": "x"}, "spec": spec, "status": 4});
+            assert!(parse::<DaemonSet>(Kind::DaemonSet, &ds).is_none(), "{ds}");
+        }
+        assert!(parse::<DaemonSet>(Kind::DaemonSet, &json!([1])).is_none());
+        // What parses does not panic: absurd budgets and minReadySeconds, extreme clocks.
+        let mut ok = pods[5].clone();
+        ok["apiVersion"] = "v1".into();
+        ok["kind"] = "Pod".into();
+        ok["spec"]["containers"] = json!([]);
+        let nodes = strs(&["n1", "", "n2"]);
+        for strategy in [
+            json!({"rollingUpdate": {"maxUnavailable": "9999999999999999999%", "maxSurge": -3}}),
+            json!({"rollingUpdate": {"maxSurge": "-50%", "maxUnavailable": "x%"}}),
+            json!({"rollingUpdate": {"maxSurge": "99999999999999999%"}}),
+        ] {
+            let mut ds = daemonset("img:1", strategy);
+            ds["spec"]["minReadySeconds"] = (-5).into();
             for now in [i64::MIN, i64::MAX] {
-                check(&reconcile(&ds, &pods, &nodes, now, String::new));
+                check(&reconcile(&ds, std::slice::from_ref(&ok), &nodes, now, String::new));
             }
         }
-        assert!(reconcile(&json!([1]), &pods, &nodes, 0, String::new).is_empty());
     }
 }
