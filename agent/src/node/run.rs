@@ -14,7 +14,11 @@ use flotilla_shared::wire::DesiredPod;
 
 use super::paths::Paths;
 use super::wanted::{self, Desired};
-use super::{desired, events, exec::Executor, gc, hub, info, observe, prober, pulls, records, report, watch};
+use super::{
+    desired, events,
+    exec::{Executor, OsRuntime},
+    gc, hub, info, observe, prober, pulls, records, report, watch,
+};
 use crate::clock::{boot_ms, now_rfc3339};
 use crate::image::ImageStore;
 use crate::reconcile::{self, Observed, ObservedPod, SandboxState};
@@ -127,10 +131,11 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     let facts = info::gather(&opts.node_name);
     let host_ip = facts.addresses.first().cloned();
     let mut prober = prober::Prober::new(paths.clone(), agent_bin.clone(), wake_tx.clone());
+    let runtime = OsRuntime { paths: paths.clone(), agent_bin };
     let exec = Executor {
         paths,
         images: &images,
-        agent_bin,
+        runtime: &runtime,
         node_name: opts.node_name.clone(),
         host_ip,
         pulls: &pulls,

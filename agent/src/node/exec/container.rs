@@ -4,18 +4,17 @@
 //! groups, namespaces, environment, the launch itself) are pure, in `plan` and `env`.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 
 use anyhow::Context;
 
 use flotilla_shared::wire::DesiredPod;
 
-use super::{env, find_container, plan, remove_bundle, Executor};
+use super::port::remove_bundle;
+use super::{env, find_container, plan, Executor};
 use crate::clock::unix_secs;
-use crate::fsutil::{read_json, write_atomic, write_replace};
+use crate::fsutil::{write_atomic, write_replace};
 use crate::image::RootfsPlan;
 use crate::node::Desired;
-use crate::runtime::sandbox::SandboxInfo;
 use crate::runtime::shim::RootfsSource;
 use crate::runtime::spec::{self, ImageFacts, SpecInput};
 use crate::runtime::volumes::{self, PodVolumes};
@@ -80,8 +79,7 @@ impl Executor<'_> {
         )?;
         let mounts = volumes::mounts_for(c, &d.spec, &prepared)?;
         let additional_gids = plan::additional_gids(&d.spec, user.1);
-        let sandbox =
-            read_json::<SandboxInfo>(&self.paths.sandbox_info(uid)).context("the pod's sandbox is gone")?;
+        let sandbox = self.runtime.sandbox(uid).context("the pod's sandbox is gone")?;
         let namespaces = plan::namespaces(&sandbox);
         let env = env::resolve_env(c, d, &self.node_name, self.host_ip.as_deref(), config_maps, secrets)?;
         // The bundle (its config.json holds the environment, Secret values included) lives
@@ -123,17 +121,7 @@ impl Executor<'_> {
         // in the run directory.
         let launch_path = launch.bundle.join("launch.json");
         write_replace(&launch_path, &serde_json::to_vec(&launch)?)?;
-        let shim_log = std::fs::File::create(launch.bundle.join("shim.log"))?;
-        let child = Command::new(&self.agent_bin)
-            .arg("shim")
-            .arg(&launch_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(shim_log)
-            .spawn()
-            .context("starting the shim")?;
-        // The shim outlives us if we restart; while we live, `reap_children` collects it.
-        drop(child);
+        self.runtime.start_shim(&launch_path, &launch.bundle.join("shim.log"))?;
         Ok(record.manifest)
     }
 

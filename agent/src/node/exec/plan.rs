@@ -21,6 +21,14 @@ pub fn cgroups_path(uid: &str, name: &str) -> String {
     format!("/flotilla/{uid}/{name}")
 }
 
+/// The sandbox's hostname and whether it uses the host's network: a host-network pod has the
+/// node's name, any other its `hostname` or else its own name.
+pub fn hostname(d: &DesiredPod, node_name: &str) -> (String, bool) {
+    let host_network = d.spec.host_network == Some(true);
+    let hostname = d.spec.hostname.clone().unwrap_or_else(|| d.metadata.name().to_string());
+    (if host_network { node_name.to_string() } else { hostname }, host_network)
+}
+
 /// Refuses a container with runAsNonRoot (its own, else the pod's) whose user is root, with the
 /// kubelet's message.
 pub fn check_non_root(c: &Container, d: &DesiredPod, uid: u32) -> Result<(), ConfigError> {
@@ -140,6 +148,21 @@ mod tests {
             check_non_root(&d.spec.containers[0], &d, 0).unwrap_err().to_string(),
             "container has runAsNonRoot and image will run as root (pod: \"p_apps(u1)\", container: c)"
         );
+    }
+
+    #[test]
+    fn the_hostname_is_the_pods_unless_it_uses_the_hosts_network() {
+        let pod = |spec: Value| -> DesiredPod {
+            serde_json::from_value(json!({"metadata": {"name": "p", "uid": "u"}, "spec": spec})).unwrap()
+        };
+        for (spec, want) in [
+            (json!({"containers": []}), ("p", false)),
+            (json!({"hostname": "h", "containers": []}), ("h", false)),
+            (json!({"hostname": "h", "hostNetwork": true, "containers": []}), ("node1", true)),
+        ] {
+            let (h, host) = hostname(&pod(spec.clone()), "node1");
+            assert_eq!((h.as_str(), host), want, "{spec}");
+        }
     }
 
     #[test]
