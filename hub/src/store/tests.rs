@@ -1,5 +1,7 @@
 use serde_json::json;
 
+use flotilla_shared::selector::LabelSelector;
+
 use super::*;
 
 fn cm(name: &str, v: &str) -> Value {
