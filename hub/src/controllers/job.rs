@@ -15,15 +15,17 @@
 use std::cmp::Reverse;
 use std::time::Duration;
 
-use serde_json::{json, Map, Value};
-
-use flotilla_shared::api::Kind;
-
-use super::common::{
-    int_at, is_deleting, is_ready, is_terminal, name, node_of, phase, pod_from_template, rfc3339, str_at,
-    uid, unix_seconds,
+use flotilla_shared::api::{
+    ContainerStatus, JobCondition, JobSpec, JobStatus, Kind, Pod, PodPhase, Resource, RestartPolicy,
 };
+
+use super::common::{rfc3339, unix_seconds};
+use super::pods::{self, is_deleting, is_ready, is_terminal, node_of, phase, value};
 use super::{Action, Controller, Lists};
+
+/// A Job as this controller reads it: its status as Kubernetes' JobStatus, whose conditions
+/// carry `lastProbeTime`.
+pub type Job = Resource<JobSpec, JobStatus>;
 
 /// The Job controller's loop: pods to completion; resynced every 2 s for back-off and
 /// deadlines.
@@ -35,10 +37,10 @@ impl Controller for Jobs {
     const LISTS: &'static [Kind] = &[Kind::Pod];
     const RESYNC: Duration = Duration::from_secs(2);
     const SOURCE: &'static str = "job-controller";
-    type Owner = Value;
+    type Owner = Job;
 
-    fn reconcile(job: &Value, lists: &Lists, now: i64, suffix: &mut dyn FnMut() -> String) -> Vec<Action> {
-        reconcile(job, lists.owned(Kind::Pod, job), now, suffix)
+    fn reconcile(job: &Job, lists: &Lists, now: i64, suffix: &mut dyn FnMut() -> String) -> Vec<Action> {
+        reconcile(job, &lists.owned_by(&job.metadata), now, suffix)
     }
 }
 
@@ -48,15 +50,16 @@ const MAX_CREATES_PER_ROUND: usize = 500;
 const BACKOFF_BASE: i64 = 10;
 const BACKOFF_MAX: i64 = 360;
 
-/// A non-negative integer field (anything else counts as absent).
-fn count(v: &Value, pointer: &str) -> Option<i64> {
-    int_at(v, pointer).filter(|n| *n >= 0)
+/// A non-negative count (anything else counts as absent).
+fn count(n: Option<impl Into<i64>>) -> Option<i64> {
+    n.map(Into::into).filter(|n| *n >= 0)
 }
 
-fn container_statuses(pod: &Value) -> impl Iterator<Item = &Value> {
-    ["/status/containerStatuses", "/status/initContainerStatuses"]
-        .into_iter()
-        .flat_map(move |p| pod.pointer(p).and_then(Value::as_array).into_iter().flatten())
+fn container_statuses(pod: &Pod) -> impl Iterator<Item = &ContainerStatus> {
+    let status = pod.status.as_ref();
+    let main = status.and_then(|s| s.container_statuses.as_ref());
+    let init = status.and_then(|s| s.init_container_statuses.as_ref());
+    main.into_iter().flatten().chain(init.into_iter().flatten())
 }
 
 /// A count as usize (negative as 0, saturating where usize is narrower).
@@ -65,30 +68,21 @@ fn to_usize(n: i64) -> usize {
 }
 
 /// Container restarts of a pod.
-fn restarts(pod: &Value) -> i64 {
-    container_statuses(pod)
-        .filter_map(|s| s.get("restartCount").and_then(Value::as_i64))
-        .filter(|n| *n > 0)
-        .fold(0, i64::saturating_add)
+fn restarts(pod: &Pod) -> i64 {
+    container_statuses(pod).map(|s| s.restart_count).filter(|n| *n > 0).fold(0, i64::saturating_add)
 }
 
 /// When a failed pod failed: its containers' latest finishedAt, else its Ready condition's
 /// transition, else its creation.
-fn failure_time(pod: &Value) -> Option<i64> {
+fn failure_time(pod: &Pod) -> Option<i64> {
     let finished = container_statuses(pod)
-        .filter_map(|s| s.pointer("/state/terminated/finishedAt").and_then(Value::as_str))
+        .filter_map(|s| s.state.as_ref()?.terminated.as_ref()?.finished_at.as_deref())
         .filter_map(unix_seconds)
         .max();
-    let ready_since = || {
-        pod.pointer("/status/conditions")?
-            .as_array()?
-            .iter()
-            .find(|c| c["type"] == "Ready")?
-            .get("lastTransitionTime")?
-            .as_str()
-            .and_then(unix_seconds)
-    };
-    finished.or_else(ready_since).or_else(|| unix_seconds(str_at(pod, "/metadata/creationTimestamp")))
+    let ready_since = || pods::ready_condition(pod)?.last_transition_time.as_deref().and_then(unix_seconds);
+    finished
+        .or_else(ready_since)
+        .or_else(|| pod.metadata.creation_timestamp.as_deref().and_then(unix_seconds))
 }
 
 /// The back-off after the `failures`-th failed pod.
@@ -97,23 +91,29 @@ fn backoff(failures: usize) -> i64 {
     (BACKOFF_BASE << doublings).min(BACKOFF_MAX)
 }
 
-fn is_true(c: &Value, kind: &str) -> bool {
-    c["type"] == kind && c["status"] == "True"
+fn is_true(c: &JobCondition, kind: &str) -> bool {
+    c.type_ == kind && c.status == "True"
 }
 
 /// Sets a condition; true when it changed (then its times are `now`).
 fn set_condition(
-    conds: &mut Vec<Value>,
+    conds: &mut Vec<JobCondition>,
     kind: &str,
     status: &str,
     reason: &str,
     message: &str,
     now: i64,
 ) -> bool {
-    let new = json!({"type": kind, "status": status, "reason": reason, "message": message,
-                     "lastProbeTime": rfc3339(now), "lastTransitionTime": rfc3339(now)});
-    match conds.iter_mut().find(|c| c["type"] == kind) {
-        Some(c) if c["status"] == status => false,
+    let new = JobCondition {
+        type_: kind.into(),
+        status: status.into(),
+        last_probe_time: Some(rfc3339(now)),
+        last_transition_time: Some(rfc3339(now)),
+        reason: Some(reason.into()),
+        message: Some(message.into()),
+    };
+    match conds.iter_mut().find(|c| c.type_ == kind) {
+        Some(c) if c.status == status => false,
         Some(c) => {
             *c = new;
             true
@@ -129,41 +129,36 @@ fn set_condition(
 /// `suffix` yields random pod-name suffixes. Order of the actions: deletes, creates, the status,
 /// events (deletes, creates, then the Job's own); for a finished Job only deletes (with their
 /// events) of pods still active and a delete of the Job itself once its TTL ran out.
-pub fn reconcile(job: &Value, pods: &[Value], now: i64, mut suffix: impl FnMut() -> String) -> Vec<Action> {
+pub fn reconcile(job: &Job, pods: &[&Pod], now: i64, mut suffix: impl FnMut() -> String) -> Vec<Action> {
     let mut out = Vec::new();
     let mut events = Vec::new();
-    let mut deletes: Vec<&Value> = Vec::new();
-    let active: Vec<&Value> = pods.iter().filter(|p| !is_terminal(p) && !is_deleting(p)).collect();
-    let mut conds: Vec<Value> = job
-        .pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter(|c| c.is_object()).cloned().collect())
-        .unwrap_or_default();
+    let mut deletes: Vec<&Pod> = Vec::new();
+    let active: Vec<&Pod> = pods.iter().copied().filter(|p| !is_terminal(p) && !is_deleting(p)).collect();
+    let old_status = job.status.as_ref();
+    let mut conds: Vec<JobCondition> = old_status.and_then(|s| s.conditions.clone()).unwrap_or_default();
     // A finished Job only waits for its TTL (and removes a pod left active by a failed delete).
     if let Some(done) = conds.iter().find(|c| is_true(c, "Complete") || is_true(c, "Failed")) {
         out.extend(delete_actions(&active));
-        let finished_at = unix_seconds(str_at(job, "/status/completionTime"))
-            .or_else(|| done.get("lastTransitionTime")?.as_str().and_then(unix_seconds));
-        if let (Some(ttl), Some(at)) = (count(job, "/spec/ttlSecondsAfterFinished"), finished_at) {
+        let finished_at = old_status
+            .and_then(|s| s.completion_time.as_deref())
+            .and_then(unix_seconds)
+            .or_else(|| done.last_transition_time.as_deref().and_then(unix_seconds));
+        if let (Some(ttl), Some(at)) = (count(job.spec.ttl_seconds_after_finished), finished_at) {
             if now >= at.saturating_add(ttl) {
-                out.push(Action::delete(Kind::Job, name(job)));
+                out.push(Action::delete(Kind::Job, job.metadata.name()));
             }
         }
         return out;
     }
 
-    let succeeded = pods.iter().filter(|p| phase(p) == "Succeeded").count();
-    let failed_pods: Vec<&Value> = pods.iter().filter(|p| phase(p) == "Failed").collect();
+    let succeeded = pods.iter().filter(|p| phase(p) == PodPhase::Succeeded).count();
+    let failed_pods: Vec<&Pod> = pods.iter().copied().filter(|p| phase(p) == PodPhase::Failed).collect();
     let mut failed = failed_pods.len();
-    let mut start_time = job
-        .pointer("/status/startTime")
-        .and_then(Value::as_str)
-        .filter(|s| unix_seconds(s).is_some())
-        .map(str::to_string);
+    let mut start_time = old_status.and_then(|s| s.start_time.clone()).filter(|s| unix_seconds(s).is_some());
     let mut completion_time = None;
     let mut creates = Vec::new();
 
-    if job.pointer("/spec/suspend") == Some(&Value::Bool(true)) {
+    if job.spec.suspend == Some(true) {
         deletes.extend(&active);
         start_time = None;
         if set_condition(&mut conds, "Suspended", "True", "JobSuspended", "Job suspended", now) {
@@ -178,23 +173,23 @@ pub fn reconcile(job: &Value, pods: &[Value], now: i64, mut suffix: impl FnMut()
         }
         let start_str = start_time.get_or_insert_with(|| rfc3339(now)).clone();
         let start = unix_seconds(&start_str).unwrap_or(now);
-        let parallelism = count(job, "/spec/parallelism").unwrap_or(1);
-        let completions = count(job, "/spec/completions");
-        let backoff_limit = count(job, "/spec/backoffLimit").unwrap_or(6);
+        let parallelism = count(job.spec.parallelism).unwrap_or(1);
+        let completions = count(job.spec.completions);
+        let backoff_limit = count(job.spec.backoff_limit).unwrap_or(6);
         // As Kubernetes: failed pods past the limit, or under OnFailure the restarts of the
         // running and pending pods reaching it (any restart when the limit is 0).
-        let on_failure = str_at(job, "/spec/template/spec/restartPolicy") == "OnFailure";
+        let on_failure = job.spec.template.spec.restart_policy == Some(RestartPolicy::OnFailure);
         let restarts: i64 = if on_failure {
             pods.iter()
-                .filter(|p| matches!(phase(p), "Running" | "Pending"))
-                .map(restarts)
+                .filter(|p| matches!(phase(p), PodPhase::Running | PodPhase::Pending))
+                .map(|p| restarts(p))
                 .fold(0, i64::saturating_add)
         } else {
             0
         };
         let restarts_exceeded =
             on_failure && if backoff_limit == 0 { restarts > 0 } else { restarts >= backoff_limit };
-        let deadline = count(job, "/spec/activeDeadlineSeconds").filter(|d| *d > 0);
+        let deadline = count(job.spec.active_deadline_seconds).filter(|d| *d > 0);
         let complete = match completions {
             Some(c) => succeeded as i64 >= c,
             None => succeeded > 0 && active.is_empty(),
@@ -232,11 +227,8 @@ pub fn reconcile(job: &Value, pods: &[Value], now: i64, mut suffix: impl FnMut()
                 // Too many (parallelism lowered): unbound, unready and newest pods go first.
                 let mut extra = active.clone();
                 extra.sort_by_key(|p| {
-                    (
-                        node_of(p).is_some(),
-                        is_ready(p),
-                        Reverse((str_at(p, "/metadata/creationTimestamp"), name(p))),
-                    )
+                    let created = p.metadata.creation_timestamp.as_deref().unwrap_or_default();
+                    (node_of(p).is_some(), is_ready(p), Reverse((created, p.metadata.name())))
                 });
                 deletes.extend(extra.into_iter().take(active.len() - want));
             } else if want > active.len() {
@@ -256,49 +248,43 @@ pub fn reconcile(job: &Value, pods: &[Value], now: i64, mut suffix: impl FnMut()
     let create_events = creates.iter().map(|p| Action::Event {
         warning: false,
         reason: "SuccessfulCreate",
-        message: format!("Created pod: {}", name(p)),
+        message: format!("Created pod: {}", p.metadata.name()),
     });
     let events: Vec<Action> = delete_events.into_iter().chain(create_events).chain(events).collect();
-    let remaining: Vec<&&Value> =
+    let remaining: Vec<&&Pod> =
         active.iter().filter(|p| !deletes.iter().any(|d| std::ptr::eq(*d, **p))).collect();
-    let mut status = Map::new();
-    if !conds.is_empty() {
-        status.insert("conditions".into(), Value::Array(conds));
-    }
-    if let Some(t) = start_time {
-        status.insert("startTime".into(), t.into());
-    }
-    if let Some(t) = completion_time {
-        status.insert("completionTime".into(), t.into());
-    }
-    status.insert("active".into(), (remaining.len() + creates.len()).into());
-    status.insert("succeeded".into(), succeeded.into());
-    status.insert("failed".into(), failed.into());
-    status.insert("ready".into(), remaining.iter().filter(|p| is_ready(p)).count().into());
-    let status = Value::Object(status);
-    out.extend(creates.into_iter().map(|p| Action::create(Kind::Pod, p)));
-    if job.get("status") != Some(&status) {
-        out.push(Action::UpdateStatus(status));
+    let status = JobStatus {
+        conditions: (!conds.is_empty()).then_some(conds),
+        start_time,
+        completion_time,
+        active: Some((remaining.len() + creates.len()) as i64),
+        succeeded: Some(succeeded as i64),
+        failed: Some(failed as i64),
+        ready: Some(remaining.iter().filter(|p| is_ready(p)).count() as i64),
+        terminating: None,
+    };
+    out.extend(creates.iter().map(|p| Action::create(Kind::Pod, value(p))));
+    if old_status != Some(&status) {
+        out.push(Action::UpdateStatus(value(&status)));
     }
     out.extend(events);
     out
 }
 
 /// Deletes of these pods, each with its SuccessfulDelete event.
-fn delete_actions(pods: &[&Value]) -> Vec<Action> {
-    let mut out: Vec<Action> = pods.iter().map(|p| Action::delete(Kind::Pod, name(p))).collect();
+fn delete_actions(pods: &[&Pod]) -> Vec<Action> {
+    let mut out: Vec<Action> = pods.iter().map(|p| Action::delete(Kind::Pod, p.metadata.name())).collect();
     out.extend(pods.iter().map(|p| Action::Event {
         warning: false,
         reason: "SuccessfulDelete",
-        message: format!("Deleted pod: {}", name(p)),
+        message: format!("Deleted pod: {}", p.metadata.name()),
     }));
     out
 }
 
 /// `n` new pods of the Job's template, owned by the Job and labelled as Kubernetes does.
-fn make_pods(job: &Value, n: usize, suffix: &mut impl FnMut() -> String) -> Vec<Value> {
-    let template = job.pointer("/spec/template").cloned().unwrap_or(Value::Null);
-    let (job_name, job_uid) = (name(job), uid(job));
+fn make_pods(job: &Job, n: usize, suffix: &mut impl FnMut() -> String) -> Vec<Pod> {
+    let (job_name, job_uid) = (job.metadata.name(), pods::uid(&job.metadata));
     let labels = [
         ("batch.kubernetes.io/job-name", job_name),
         ("job-name", job_name),
@@ -307,11 +293,12 @@ fn make_pods(job: &Value, n: usize, suffix: &mut impl FnMut() -> String) -> Vec<
     ];
     (0..n)
         .map(|_| {
-            let mut pod = pod_from_template(&template, &format!("{job_name}-{}", suffix()), job, &labels);
-            if let Some(Value::Object(r)) = pod.pointer_mut("/metadata/ownerReferences/0") {
-                for (k, default) in [("apiVersion", "batch/v1"), ("kind", "Job")] {
-                    if r.get(k).and_then(Value::as_str).unwrap_or_default().is_empty() {
-                        r.insert(k.into(), default.into());
+            let pod_name = format!("{job_name}-{}", suffix());
+            let mut pod = pods::pod_from_template(&job.spec.template, &pod_name, job, &labels);
+            for r in pod.metadata.owner_references.iter_mut().flatten().take(1) {
+                for (field, default) in [(&mut r.api_version, "batch/v1"), (&mut r.kind, "Job")] {
+                    if field.is_empty() {
+                        *field = default.into();
                     }
                 }
             }
@@ -323,6 +310,15 @@ fn make_pods(job: &Value, n: usize, suffix: &mut impl FnMut() -> String) -> Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controllers::workloads::parse;
+    use serde_json::{json, Value};
+
+    /// The controller run on JSON fixtures, parsed as the loop parses stored objects.
+    fn reconcile(job: &Value, pods: &[Value], now: i64, suffix: impl FnMut() -> String) -> Vec<Action> {
+        let job: Job = parse(Kind::Job, job).expect("a Job");
+        let pods: Vec<Pod> = pods.iter().map(|p| parse(Kind::Pod, p).expect("a pod")).collect();
+        super::reconcile(&job, &pods.iter().collect::<Vec<_>>(), now, suffix)
+    }
 
     const T: i64 = 1_700_000_000;
 
@@ -363,8 +359,9 @@ mod tests {
 
     /// Ends pod `i` in `phase` at `at`.
     fn finish(pods: &mut [Value], i: usize, phase: &str, at: i64) {
-        pods[i]["status"] = json!({"phase": phase, "containerStatuses": [{"name": "c", "restartCount": 0,
-            "state": {"terminated": {"finishedAt": rfc3339(at)}}}]});
+        let exit_code = if phase == "Failed" { 1 } else { 0 };
+        pods[i]["status"] = json!({"phase": phase, "containerStatuses": [{"name": "c", "ready": false,
+            "restartCount": 0, "state": {"terminated": {"exitCode": exit_code, "finishedAt": rfc3339(at)}}}]});
     }
 
     fn creates(actions: &[Action]) -> usize {
@@ -484,7 +481,7 @@ mod tests {
     fn on_failure_restarts_count_toward_the_limit() {
         let (mut j, mut pods) = (job(json!({"backoffLimit": 2, "restartPolicy": "OnFailure"})), vec![]);
         round(&mut j, &mut pods, T);
-        pods[0]["status"] = json!({"phase": "Running", "containerStatuses": [{"restartCount": 1}]});
+        pods[0]["status"] = json!({"phase": "Running", "containerStatuses": [{"name": "c", "ready": false, "restartCount": 1}]});
         assert_eq!(round(&mut j, &mut pods, T + 1).0, vec![], "1 restart is within the limit");
         pods[0]["status"]["containerStatuses"][0]["restartCount"] = 2.into();
         let (actions, _) = round(&mut j, &mut pods, T + 2);
@@ -494,8 +491,8 @@ mod tests {
         let mut never = job(json!({"backoffLimit": 0}));
         never["status"] =
             json!({"startTime": rfc3339(T), "active": 1, "succeeded": 0, "failed": 0, "ready": 0});
-        let pod = json!({"metadata": {"name": "x"}, "status": {"phase": "Running",
-            "containerStatuses": [{"restartCount": 5}]}});
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}, "spec": {"containers": []},
+            "status": {"phase": "Running", "containerStatuses": [{"name": "c", "ready": true, "restartCount": 5}]}});
         assert_eq!(reconcile(&never, &[pod], T, || "s".into()), vec![]);
     }
 
@@ -591,6 +588,7 @@ mod tests {
 
     #[test]
     fn garbage_input_does_not_panic() {
+        // Garbage is refused at the loop's edge (logged and skipped).
         let garbage = [
             json!(null),
             json!("job"),
@@ -599,17 +597,37 @@ mod tests {
             json!({"spec": {"parallelism": "2", "completions": "x", "backoffLimit": -3,
                             "activeDeadlineSeconds": "soon", "suspend": "yes", "template": 7},
                    "status": {"startTime": 12, "conditions": [1, {"type": "Complete"}]}}),
-            json!({"spec": {"parallelism": i64::MAX, "completions": i64::MAX, "ttlSecondsAfterFinished": i64::MAX},
-                   "status": {"conditions": [{"type": "Failed", "status": "True", "lastTransitionTime": "x"}]}}),
-            json!({"spec": {"activeDeadlineSeconds": i64::MAX, "parallelism": -1},
-                   "status": {"startTime": "2023-11-14T22:13:20Z"}}),
         ];
-        let pods = [
+        for j in &garbage {
+            assert!(parse::<Job>(Kind::Job, j).is_none(), "{j}");
+        }
+        let bad_pods = [
             json!(null),
             json!({"status": {"phase": "Failed", "containerStatuses": "x"}}),
             json!({"status": {"phase": "Running", "containerStatuses": [{"restartCount": i64::MAX}, 3]}}),
         ];
-        for j in &garbage {
+        for p in &bad_pods {
+            assert!(parse::<Pod>(Kind::Pod, p).is_none(), "{p}");
+        }
+        // What parses does not panic on extreme numbers and clocks.
+        let max = i64::from(i32::MAX);
+        let mut odd = vec![
+            job(json!({"parallelism": max, "completions": max, "ttlSecondsAfterFinished": max})),
+            job(json!({"activeDeadlineSeconds": i64::MAX, "parallelism": -1, "backoffLimit": -3})),
+        ];
+        odd[0]["status"] =
+            json!({"conditions": [{"type": "Failed", "status": "True", "lastTransitionTime": "x"}]});
+        odd[1]["status"] = json!({"startTime": "2023-11-14T22:13:20Z", "conditions": [{"type": "Complete",
+            "status": "False"}]});
+        odd.push(job(json!({"parallelism": max, "completions": max})));
+        let pods = [
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "f"}, "spec": {"containers": []},
+                "status": {"phase": "Failed"}}),
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "r"}, "spec": {"containers": []},
+                "status": {"phase": "Running", "containerStatuses": [
+                    {"name": "c", "ready": true, "restartCount": i64::MAX}]}}),
+        ];
+        for j in &odd {
             let actions = reconcile(j, &pods, T, || "s".into());
             assert!(creates(&actions) <= MAX_CREATES_PER_ROUND);
             reconcile(j, &[], i64::MAX, || "s".into());

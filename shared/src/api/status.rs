@@ -173,3 +173,35 @@ pub struct WorkloadStatus {
     pub ready: Option<i64>,
     pub terminating: Option<i64>,
 }
+
+/// A Job's status as Kubernetes' JobStatus names it: what the Job controller reads and writes.
+/// (The Job kind's schema still validates status updates as `WorkloadStatus`.)
+#[skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobStatus {
+    pub conditions: Option<Vec<JobCondition>>,
+    pub start_time: Option<String>,
+    pub completion_time: Option<String>,
+    pub active: Option<i64>,
+    pub succeeded: Option<i64>,
+    pub failed: Option<i64>,
+    pub terminating: Option<i64>,
+    /// Pods that are Ready.
+    pub ready: Option<i64>,
+}
+
+/// A Job's condition (`Complete`, `Failed`, `Suspended`), with Kubernetes' `lastProbeTime`.
+#[skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobCondition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    pub last_probe_time: Option<String>,
+    pub last_transition_time: Option<String>,
+    pub reason: Option<String>,
+    pub message: Option<String>,
+}
