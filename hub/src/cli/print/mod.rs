@@ -83,11 +83,13 @@ fn seconds_between(from: OffsetDateTime, to: OffsetDateTime) -> i64 {
 }
 
 mod describe;
+mod describe_pod;
 mod table;
 
 pub use describe::describe;
 #[allow(unused_imports)]
 use describe::*;
+use describe_pod::*;
 pub use table::table;
 #[allow(unused_imports)]
 use table::*;
