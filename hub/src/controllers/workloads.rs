@@ -11,9 +11,9 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use flotilla_shared::api::{self as api, Kind, Node, Object, ObjectMeta};
+use flotilla_shared::api::{self as api, Kind, Object, ObjectMeta};
 
-use super::common::{controller_uid, name, namespace, uid};
+use super::common::{name, namespace, uid};
 use super::{list, suffix, Action, Event, Rounds};
 use crate::scheduler::NodeView;
 use crate::store::objects::Mode;
@@ -82,64 +82,57 @@ pub(super) fn parse<T: DeserializeOwned>(kind: Kind, raw: &Value) -> Option<T> {
 /// by the uid of their controller.
 #[derive(Debug, Default)]
 pub struct Lists {
-    all: HashMap<Kind, Vec<Value>>,
-    owned: HashMap<Kind, HashMap<String, Vec<Value>>>,
-    /// The same parsed (those that parse), and their indices by controller uid.
-    typed: HashMap<Kind, Vec<Object>>,
-    typed_owned: HashMap<Kind, HashMap<String, Vec<usize>>>,
+    /// The listed objects that parse, by kind, and their indices by controller uid.
+    objects: HashMap<Kind, Vec<Object>>,
+    owned: HashMap<Kind, HashMap<String, Vec<usize>>>,
     /// The listed nodes as the scheduler sees them.
     pub nodes: Vec<NodeView>,
 }
 
 impl Lists {
-    /// Adds the listed objects of `kind`.
-    pub fn insert(&mut self, kind: Kind, objects: Vec<Value>) {
-        if kind == Kind::Node {
-            self.nodes = objects
-                .iter()
-                .filter_map(|n| serde_json::from_value::<Node>(n.clone()).ok())
-                .map(|n| NodeView::from_node(&n))
-                .collect();
-        }
-        let typed: Vec<Object> =
-            objects.iter().filter_map(|o| Object::from_value(kind, parse(kind, o)?).ok()).collect();
-        let mut typed_owned: HashMap<String, Vec<usize>> = HashMap::new();
-        for (i, o) in typed.iter().enumerate() {
+    /// Adds the listed objects of `kind`, parsed (one that does not parse is logged and left
+    /// out).
+    pub fn insert(&mut self, kind: Kind, raw: Vec<Value>) {
+        let objects: Vec<Object> = raw.into_iter().filter_map(|o| parse_object(kind, o)).collect();
+        let mut owned: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, o) in objects.iter().enumerate() {
             if let Some(u) = super::pods::controller_uid(o.metadata()) {
-                typed_owned.entry(u.to_string()).or_default().push(i);
+                owned.entry(u.to_string()).or_default().push(i);
+            }
+            if let Object::Node(n) = o {
+                self.nodes.push(NodeView::from_node(n));
             }
         }
-        self.typed_owned.insert(kind, typed_owned);
-        self.typed.insert(kind, typed);
-        let index = by_controller(&objects).into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-        self.owned.insert(kind, index);
-        self.all.insert(kind, objects);
+        self.owned.insert(kind, owned);
+        self.objects.insert(kind, objects);
     }
 
-    /// Every listed object of type `T` that parsed.
+    /// Every listed object of type `T`.
     pub fn every<'a, T: Listed + 'a>(&'a self) -> impl Iterator<Item = &'a T> {
-        self.typed.values().flatten().filter_map(T::of)
+        self.objects.values().flatten().filter_map(T::of)
     }
 
     /// The listed objects of type `T` that the object with `owner` metadata controls.
     pub fn owned_by<T: Listed>(&self, owner: &ObjectMeta) -> Vec<&T> {
         let uid = super::pods::uid(owner);
         let mut out = Vec::new();
-        for (kind, index) in &self.typed_owned {
-            let (Some(objects), Some(mine)) = (self.typed.get(kind), index.get(uid)) else { continue };
+        for (kind, index) in &self.owned {
+            let (Some(objects), Some(mine)) = (self.objects.get(kind), index.get(uid)) else { continue };
             out.extend(mine.iter().filter_map(|i| T::of(&objects[*i])));
         }
         out
     }
+}
 
-    /// Every listed object of `kind`.
-    pub fn all(&self, kind: Kind) -> &[Value] {
-        self.all.get(&kind).map_or(&[], Vec::as_slice)
-    }
-
-    /// The listed objects of `kind` that `owner` controls.
-    pub fn owned(&self, kind: Kind, owner: &Value) -> &[Value] {
-        self.owned.get(&kind).and_then(|m| m.get(uid(owner))).map_or(&[], Vec::as_slice)
+/// `raw` parsed as an object of `kind`, or `None` (logged, as `parse`).
+fn parse_object(kind: Kind, raw: Value) -> Option<Object> {
+    let (namespace, name) = (namespace(&raw).to_string(), name(&raw).to_string());
+    match Object::from_value(kind, raw) {
+        Ok(o) => Some(o),
+        Err(error) => {
+            tracing::warn!(%kind, namespace, name, %error, "stored object does not parse (skipped)");
+            None
+        }
     }
 }
 
@@ -242,17 +235,6 @@ pub(super) async fn record(store: &Store, kind: Kind, object: &Value, e: &Event,
     }
 }
 
-/// Objects grouped by the uid of their controller.
-fn by_controller(objects: &[Value]) -> HashMap<&str, Vec<Value>> {
-    let mut m: HashMap<&str, Vec<Value>> = HashMap::new();
-    for o in objects {
-        if let Some(u) = controller_uid(o) {
-            m.entry(u).or_default().push(o.clone());
-        }
-    }
-    m
-}
-
 fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
@@ -345,13 +327,26 @@ mod tests {
 
     #[test]
     fn owned_objects_are_grouped_by_controller() {
-        let pods = [
-            json!({"metadata": {"name": "a", "ownerReferences": [{"uid": "u1", "controller": true}]}}),
-            json!({"metadata": {"name": "b", "ownerReferences": [{"uid": "u1", "controller": false}]}}),
-            json!({"metadata": {"name": "c"}}),
+        let pod = |meta: Value| json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": {"containers": []}});
+        let owner = |uid: &str, controller: bool| {
+            json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": uid,
+                "controller": controller}])
+        };
+        let pods = vec![
+            pod(json!({"name": "a", "ownerReferences": owner("u1", true)})),
+            pod(json!({"name": "b", "ownerReferences": owner("u1", false)})),
+            pod(json!({"name": "c"})),
+            // Does not parse: left out (and logged), never a panic.
+            json!({"metadata": {"name": "d", "ownerReferences": owner("u1", true)}}),
         ];
-        let index = by_controller(&pods);
-        assert_eq!(index.len(), 1);
-        assert_eq!(name(&index["u1"][0]), "a");
+        let mut lists = Lists::default();
+        lists.insert(Kind::Pod, pods);
+        let meta = |uid: &str| ObjectMeta { uid: Some(uid.into()), ..ObjectMeta::default() };
+        let mine: Vec<&str> =
+            lists.owned_by::<api::Pod>(&meta("u1")).iter().map(|p| p.metadata.name()).collect();
+        assert_eq!(mine, ["a"]);
+        assert!(lists.owned_by::<api::Pod>(&meta("u2")).is_empty());
+        assert!(lists.owned_by::<api::ReplicaSet>(&meta("u1")).is_empty());
+        assert_eq!(lists.every::<api::Pod>().count(), 3);
     }
 }
