@@ -130,6 +130,9 @@ async fn volume_binding(store: Store) {
     while rounds.next().await {
         let (pvs, pvcs) =
             (list(&store, Kind::PersistentVolume).await, list(&store, Kind::PersistentVolumeClaim).await);
+        let pvs: Vec<_> = pvs.iter().filter_map(|v| workloads::parse(Kind::PersistentVolume, v)).collect();
+        let pvcs: Vec<_> =
+            pvcs.iter().filter_map(|c| workloads::parse(Kind::PersistentVolumeClaim, c)).collect();
         for action in volumes::sync(&pvs, &pvcs) {
             let (kind, spec, object, status) = match action {
                 volumes::Action::Claim { object, status } => {

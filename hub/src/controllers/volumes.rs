@@ -12,12 +12,16 @@
 //! its data stays until an admin removes it and the PersistentVolume. Unbound claims are
 //! Pending.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use flotilla_shared::api::{PersistentVolume, PersistentVolumeClaim, ReclaimPolicy};
+use flotilla_shared::api::{
+    ClaimReference, PersistentVolume, PersistentVolumeClaim, ReclaimPolicy, VolumeStatus,
+};
 use flotilla_shared::volume_binding;
 
-/// A change to make, on the stored object (JSON) given.
+use super::pods::value;
+
+/// A change to make: the object (JSON, as the store writes it) and its new status.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// Replace the object's spec (`Mode::Update`), then its status (`Mode::Status`).
@@ -44,87 +48,85 @@ pub enum Action {
 pub const NO_DELETER: &str =
     "no volume plugin can delete local or hostPath volumes: delete the data on the node, then the PersistentVolume";
 
-fn phase(v: &Value) -> Option<&str> {
-    v.pointer("/status/phase").and_then(Value::as_str)
+fn phase(status: Option<&VolumeStatus>) -> Option<&str> {
+    status?.phase.as_deref()
+}
+
+fn status(phase: &str) -> VolumeStatus {
+    VolumeStatus { phase: Some(phase.into()), ..VolumeStatus::default() }
 }
 
 /// The actions that bring the stored volumes and claims to their bindings.
-pub fn sync(volumes: &[Value], claims: &[Value]) -> Vec<Action> {
-    let parsed_v: Vec<(PersistentVolume, &Value)> =
-        volumes.iter().filter_map(|v| Some((serde_json::from_value(v.clone()).ok()?, v))).collect();
-    let parsed_c: Vec<(PersistentVolumeClaim, &Value)> =
-        claims.iter().filter_map(|v| Some((serde_json::from_value(v.clone()).ok()?, v))).collect();
+pub fn sync(volumes: &[PersistentVolume], claims: &[PersistentVolumeClaim]) -> Vec<Action> {
     // A volume whose claim is gone is released, not bound again.
     let claim_uids: std::collections::HashSet<&str> =
-        parsed_c.iter().filter_map(|(c, _)| c.metadata.uid.as_deref()).collect();
+        claims.iter().filter_map(|c| c.metadata.uid.as_deref()).collect();
     let released = |v: &PersistentVolume| {
         v.spec.claim_ref.as_ref().and_then(|r| r.uid.as_deref()).is_some_and(|u| !claim_uids.contains(u))
     };
-    let live: Vec<PersistentVolume> =
-        parsed_v.iter().filter(|(v, _)| !released(v)).map(|(v, _)| v.clone()).collect();
-    let all_claims: Vec<PersistentVolumeClaim> = parsed_c.iter().map(|(c, _)| c.clone()).collect();
-    let bindings = volume_binding::bind(&live, &all_claims);
+    let live: Vec<PersistentVolume> = volumes.iter().filter(|v| !released(v)).cloned().collect();
+    let bindings = volume_binding::bind(&live, claims);
     let mut out = Vec::new();
-    for (c, raw) in &parsed_c {
+    for c in claims {
         let key = (c.metadata.namespace().to_string(), c.metadata.name().to_string());
         match bindings.get(&key).and_then(|name| live.iter().find(|v| v.metadata.name() == name)) {
             Some(v) => {
-                let status = json!({
-                    "phase": "Bound",
-                    "capacity": v.spec.capacity,
-                    "accessModes": v.spec.access_modes,
-                });
+                let status = VolumeStatus {
+                    phase: Some("Bound".into()),
+                    capacity: v.spec.capacity.clone(),
+                    access_modes: v.spec.access_modes.clone(),
+                    message: None,
+                };
                 if c.spec.volume_name.as_deref() != Some(v.metadata.name()) {
-                    let mut object = (*raw).clone();
-                    object["spec"]["volumeName"] = v.metadata.name().into();
-                    out.push(Action::Claim { object, status });
-                } else if raw.get("status") != Some(&status) {
-                    out.push(Action::ClaimStatus { object: (*raw).clone(), status });
+                    let mut object = c.clone();
+                    object.spec.volume_name = Some(v.metadata.name().into());
+                    out.push(Action::Claim { object: value(&object), status: value(&status) });
+                } else if c.status.as_ref() != Some(&status) {
+                    out.push(Action::ClaimStatus { object: value(c), status: value(&status) });
                 }
             }
-            None if phase(raw) != Some("Pending") => {
-                out.push(Action::ClaimStatus { object: (*raw).clone(), status: json!({"phase": "Pending"}) });
+            None if phase(c.status.as_ref()) != Some("Pending") => {
+                out.push(Action::ClaimStatus { object: value(c), status: value(&status("Pending")) });
             }
             None => {}
         }
     }
-    for (v, raw) in &parsed_v {
+    for v in volumes {
         let name = v.metadata.name();
         if released(v) {
-            let status = match v.spec.persistent_volume_reclaim_policy {
+            let want = match v.spec.persistent_volume_reclaim_policy {
                 Some(ReclaimPolicy::Delete | ReclaimPolicy::Recycle) => {
-                    json!({"phase": "Failed", "message": NO_DELETER})
+                    VolumeStatus { message: Some(NO_DELETER.into()), ..status("Failed") }
                 }
-                _ => json!({"phase": "Released"}),
+                _ => status("Released"),
             };
-            if raw.get("status") != Some(&status) {
-                out.push(Action::VolumeStatus { object: (*raw).clone(), status });
+            if v.status.as_ref() != Some(&want) {
+                out.push(Action::VolumeStatus { object: value(v), status: value(&want) });
             }
             continue;
         }
         let claim = bindings.iter().find(|(_, vol)| vol.as_str() == name).and_then(|((ns, cn), _)| {
-            parsed_c.iter().find(|(c, _)| c.metadata.namespace() == ns && c.metadata.name() == cn)
+            claims.iter().find(|c| c.metadata.namespace() == ns && c.metadata.name() == cn)
         });
         match claim {
-            Some((c, _)) => {
-                let want = json!({
-                    "kind": "PersistentVolumeClaim", "apiVersion": "v1",
-                    "namespace": c.metadata.namespace(), "name": c.metadata.name(), "uid": c.metadata.uid,
-                });
-                let status = json!({"phase": "Bound"});
-                if raw.pointer("/spec/claimRef") != Some(&want) {
-                    let mut object = (*raw).clone();
-                    object["spec"]["claimRef"] = want;
-                    out.push(Action::Volume { object, status });
-                } else if phase(raw) != Some("Bound") {
-                    out.push(Action::VolumeStatus { object: (*raw).clone(), status });
+            Some(c) => {
+                let want = ClaimReference {
+                    api_version: Some("v1".into()),
+                    kind: Some("PersistentVolumeClaim".into()),
+                    name: Some(c.metadata.name().into()),
+                    namespace: Some(c.metadata.namespace().into()),
+                    uid: c.metadata.uid.clone(),
+                };
+                if v.spec.claim_ref.as_ref() != Some(&want) {
+                    let mut object = v.clone();
+                    object.spec.claim_ref = Some(want);
+                    out.push(Action::Volume { object: value(&object), status: value(&status("Bound")) });
+                } else if phase(v.status.as_ref()) != Some("Bound") {
+                    out.push(Action::VolumeStatus { object: value(v), status: value(&status("Bound")) });
                 }
             }
-            None if phase(raw) != Some("Available") => {
-                out.push(Action::VolumeStatus {
-                    object: (*raw).clone(),
-                    status: json!({"phase": "Available"}),
-                });
+            None if phase(v.status.as_ref()) != Some("Available") => {
+                out.push(Action::VolumeStatus { object: value(v), status: value(&status("Available")) });
             }
             None => {}
         }
@@ -135,6 +137,18 @@ pub fn sync(volumes: &[Value], claims: &[Value]) -> Vec<Action> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controllers::workloads::parse;
+    use flotilla_shared::api::Kind;
+    use serde_json::json;
+
+    /// `sync` on JSON fixtures, parsed as the loop parses stored objects.
+    fn sync(volumes: &[Value], claims: &[Value]) -> Vec<Action> {
+        let volumes: Vec<PersistentVolume> =
+            volumes.iter().map(|v| parse(Kind::PersistentVolume, v).expect("a volume")).collect();
+        let claims: Vec<PersistentVolumeClaim> =
+            claims.iter().map(|c| parse(Kind::PersistentVolumeClaim, c).expect("a claim")).collect();
+        super::sync(&volumes, &claims)
+    }
 
     fn pv(name: &str, extra: Value) -> Value {
         let mut v = json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name},
