@@ -14,11 +14,13 @@ use crate::quantity::Quantity;
 use crate::selector::LabelSelector;
 
 mod config;
+mod container;
 mod pod;
 mod scheduling;
 mod workloads;
 
 use config::*;
+use container::*;
 use pod::*;
 use scheduling::*;
 use workloads::*;
