@@ -6,11 +6,8 @@ use std::path::Path;
 use anyhow::Context;
 
 use super::ImageCommand;
+use crate::clock::unix_secs;
 use crate::image::{ImageStore, Platform};
-
-fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
 
 fn human(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
@@ -33,7 +30,7 @@ pub fn run(root: &Path, cmd: ImageCommand) -> anyhow::Result<()> {
     match cmd {
         ImageCommand::Import { file } => {
             let imported = store
-                .import_archive(&file, &Platform::host().context("this device's platform")?, now())
+                .import_archive(&file, &Platform::host().context("this device's platform")?, unix_secs())
                 .with_context(|| format!("importing {}", file.display()))?;
             for i in imported {
                 let name = if i.tags.is_empty() { "<untagged>".to_string() } else { i.tags.join(", ") };

@@ -25,9 +25,7 @@ impl Recorder {
         self.seq += 1;
         self.pending.push(Event {
             seq: self.seq,
-            time_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
+            time_ms: crate::clock::unix_ms(),
             warning,
             reason: reason.to_string(),
             message,

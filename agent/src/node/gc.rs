@@ -84,7 +84,7 @@ pub fn collect(store: &ImageStore, policy: ImageGcPolicy, in_use: &[Digest]) -> 
         return Ok(Removed::default());
     }
     let stored = store.usage()?.total();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let now = crate::clock::unix_secs();
     let mut in_use = in_use.to_vec();
     in_use.extend(young_images(&store.index(), now, policy.min_age_secs));
     tracing::info!(need, stored, "disk usage above the image GC threshold; deleting unused images");

@@ -1,5 +1,8 @@
-//! The container runtime: OCI specs from pod specs, and (in `shim`) the single-threaded helper
-//! process that creates and supervises one container through libcontainer.
+//! The container runtime: OCI specs from pod specs (`spec`, with the default `seccomp` profile),
+//! the pod's volumes on the node (`volumes`), and the single-threaded helpers the agent binary is
+//! re-executed as: the per-container `shim` that creates and supervises one container through
+//! libcontainer, the pod's namespace holder (`sandbox`) and `container-exec` (`exec`). The
+//! agent's executor reaches them through its runtime port (`node::exec::port`).
 
 pub mod exec;
 pub mod sandbox;
