@@ -325,7 +325,7 @@ mod tests {
         assert_eq!(j["metadata"]["labels"], json!({"app": "x"}));
         assert_eq!(j["metadata"]["annotations"][SCHEDULED_TIMESTAMP], "2024-01-01T00:05:00Z");
         assert_eq!(j["metadata"]["ownerReferences"][0]["kind"], "CronJob");
-        assert_eq!(super::super::common::controller_uid(j), Some("u1"));
+        assert_eq!(pods::controller_uid(&parse::<Job>(Kind::Job, j).expect("a Job").metadata), Some("u1"));
         assert_eq!(j["spec"]["template"]["spec"]["containers"][0]["image"], "busybox");
         assert_eq!(out.events, ["SuccessfulCreate"]);
         assert_eq!(out.status, Some(json!({"lastScheduleTime": "2024-01-01T00:05:00Z"})));

@@ -411,7 +411,8 @@ mod tests {
         /// Changes the template (a new revision).
         fn update(&mut self, image: &str) {
             self.ds["spec"]["template"]["spec"]["containers"][0]["image"] = image.into();
-            self.ds["metadata"]["generation"] = json!(common::generation(&self.ds) + 1);
+            self.ds["metadata"]["generation"] =
+                json!(self.ds["metadata"]["generation"].as_i64().unwrap_or(1) + 1);
         }
 
         fn images(&self) -> Vec<String> {
@@ -500,7 +501,10 @@ mod tests {
         assert_eq!(p["metadata"]["name"], "agent-x");
         assert_eq!(p["metadata"]["namespace"], "edge");
         assert_eq!(p["spec"]["nodeName"], "n1");
-        assert_eq!(common::controller_uid(p), Some("ds-uid"));
+        assert_eq!(
+            pods::controller_uid(&parse::<Pod>(Kind::Pod, p).expect("a pod").metadata),
+            Some("ds-uid")
+        );
         let labels = &p["metadata"]["labels"];
         assert_eq!(labels["app"], "agent");
         assert_eq!(labels["controller-revision-hash"], common::hash(&ds["spec"]["template"]).as_str());

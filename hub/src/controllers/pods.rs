@@ -153,11 +153,20 @@ mod tests {
             "spec": {"containers": [{"name": "c", "image": "x"}]}});
         let typed: DaemonSet = serde_json::from_value(owner.clone()).unwrap();
         let template: PodTemplateSpec = serde_json::from_value(t.clone()).unwrap();
-        for labels in [&[("controller-revision-hash", "h")][..], &[]] {
-            let p = value(&pod_from_template(&template, "ds-abc", &typed, labels));
-            assert_eq!(p, crate::controllers::common::pod_from_template(&t, "ds-abc", &owner, labels));
-            assert_eq!(controller_uid(&serde_json::from_value::<Pod>(p).unwrap().metadata), Some("u"));
-        }
+        let typed_pod = pod_from_template(&template, "ds-abc", &typed, &[("controller-revision-hash", "h")]);
+        let p = value(&typed_pod);
+        assert_eq!(p["metadata"]["name"], "ds-abc");
+        assert_eq!(p["metadata"]["namespace"], "edge");
+        assert_eq!(p["metadata"]["labels"], json!({"app": "x", "controller-revision-hash": "h"}));
+        assert_eq!(p["metadata"]["annotations"], json!({"a": "b"}));
+        assert_eq!(p["metadata"]["ownerReferences"][0]["kind"], "DaemonSet");
+        assert_eq!(p["metadata"]["ownerReferences"][0]["blockOwnerDeletion"], true);
+        assert_eq!(p["spec"], t["spec"]);
+        assert_eq!(controller_uid(&typed_pod.metadata), Some("u"));
+        assert_eq!(
+            value(&pod_from_template(&template, "p", &typed, &[]))["metadata"]["labels"],
+            json!({"app": "x"})
+        );
         // Without labels anywhere, none.
         let bare = PodTemplateSpec::default();
         assert!(pod_from_template(&bare, "p", &typed, &[]).metadata.labels.is_none());
