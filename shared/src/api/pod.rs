@@ -285,6 +285,38 @@ pub struct Volume {
     pub persistent_volume_claim: Option<PvcVolumeSource>,
 }
 
+/// Where a volume's data comes from, so every consumer matches one enum and the compiler lists
+/// the places a new volume type touches.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum VolumeSource<'a> {
+    EmptyDir(&'a EmptyDirVolumeSource),
+    HostPath(&'a HostPathVolumeSource),
+    ConfigMap(&'a ConfigMapVolumeSource),
+    Secret(&'a SecretVolumeSource),
+    PersistentVolumeClaim(&'a PvcVolumeSource),
+    /// No source, or more than one: validation rejects both (`spec.volumes[i]`: "must set
+    /// exactly one volume source").
+    Invalid,
+}
+
+impl Volume {
+    /// The volume's one source.
+    pub fn source(&self) -> VolumeSource<'_> {
+        let sources = [
+            self.empty_dir.as_ref().map(VolumeSource::EmptyDir),
+            self.host_path.as_ref().map(VolumeSource::HostPath),
+            self.config_map.as_ref().map(VolumeSource::ConfigMap),
+            self.secret.as_ref().map(VolumeSource::Secret),
+            self.persistent_volume_claim.as_ref().map(VolumeSource::PersistentVolumeClaim),
+        ];
+        let mut set = sources.into_iter().flatten();
+        match (set.next(), set.next()) {
+            (Some(one), None) => one,
+            _ => VolumeSource::Invalid,
+        }
+    }
+}
+
 #[skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -519,5 +551,37 @@ impl PodSpec {
             }
         }
         names
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_volume_has_one_source_or_is_invalid() {
+        let claim = PvcVolumeSource { claim_name: "data".into(), read_only: None };
+        let host = HostPathVolumeSource { path: "/srv".into(), type_: None };
+        let empty = EmptyDirVolumeSource::default();
+        let cases: Vec<(Volume, VolumeSource)> = vec![
+            (Volume { empty_dir: Some(empty.clone()), ..Volume::default() }, VolumeSource::EmptyDir(&empty)),
+            (Volume { host_path: Some(host.clone()), ..Volume::default() }, VolumeSource::HostPath(&host)),
+            (
+                Volume { persistent_volume_claim: Some(claim.clone()), ..Volume::default() },
+                VolumeSource::PersistentVolumeClaim(&claim),
+            ),
+            (Volume::default(), VolumeSource::Invalid),
+            (
+                Volume { empty_dir: Some(empty.clone()), host_path: Some(host.clone()), ..Volume::default() },
+                VolumeSource::Invalid,
+            ),
+        ];
+        for (volume, want) in &cases {
+            assert_eq!(volume.source(), *want, "{volume:?}");
+        }
+        let config = Volume { config_map: Some(ConfigMapVolumeSource::default()), ..Volume::default() };
+        assert!(matches!(config.source(), VolumeSource::ConfigMap(c) if c.name.is_empty()));
+        let secret = Volume { secret: Some(SecretVolumeSource::default()), ..Volume::default() };
+        assert!(matches!(secret.source(), VolumeSource::Secret(_)));
     }
 }
