@@ -211,17 +211,34 @@ impl Mosquitto {
             .stderr(file)
             .spawn()
             .expect("mosquitto (Debian's mosquitto package)");
-        std::thread::sleep(Duration::from_millis(500));
+        // Up once its listener takes connections.
+        let conf = std::fs::read_to_string(dir.join("mosquitto.conf")).unwrap();
+        let port: u16 = conf
+            .lines()
+            .find_map(|l| l.strip_prefix("listener "))
+            .and_then(|l| l.split_whitespace().next()?.parse().ok())
+            .expect("a listener in mosquitto.conf");
+        wait_for("Mosquitto listening", 10, &[log.as_path()], || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
         Mosquitto { child, log }
     }
 
+    /// How often Mosquitto has said it re-read its configuration.
+    fn reloads(&self) -> usize {
+        std::fs::read_to_string(&self.log).unwrap_or_default().matches("Reloading config").count()
+    }
+
     fn reload(&self) {
+        let before = self.reloads();
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(self.child.id() as i32),
             nix::sys::signal::Signal::SIGHUP,
         )
         .unwrap();
-        std::thread::sleep(Duration::from_millis(500));
+        wait_for("Mosquitto re-read its configuration", 10, &[self.log.as_path()], || {
+            self.reloads() > before
+        });
     }
 }
 
@@ -713,8 +730,11 @@ fn two_hosts_through_mosquitto() {
     };
     let forged_file = tmp.path().join("forged.cbor");
     std::fs::write(&forged_file, wire::encode(&forged)).unwrap();
-    publish(port, "node-b", &pw_b, "flotilla/v1/nodes/node-a/status", &forged_file, false);
-    std::thread::sleep(Duration::from_secs(2));
+    // Refused by the broker (MQTT 5 says so), so nothing can reach the hub later.
+    assert!(
+        publish_as(port, "node-b", &pw_b, None, "flotilla/v1/nodes/node-a/status", &forged_file),
+        "node-b's publish under node-a was not refused"
+    );
     let a = get_json(&hub, &["get", "node", "node-a", "-o", "json"]).unwrap();
     assert_ne!(a["status"]["nodeInfo"]["osImage"], "FORGED", "a forged status reached the hub");
     assert!(ready(&hub, "node-a"), "node-a was disturbed");
