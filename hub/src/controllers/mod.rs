@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use flotilla_shared::api::Kind;
+use flotilla_shared::api::{Condition, Kind, Pod, PodPhase, PodStatus};
 use flotilla_shared::selector::LabelSelector;
 
 use crate::scheduler::{self, Cluster, Unschedulable};
@@ -279,9 +279,9 @@ async fn scheduling(store: Store) {
     let mut rounds = Rounds::new(&store, Duration::from_secs(5), &kinds);
     while rounds.next().await {
         let pods = list(&store, Kind::Pod).await;
-        // Most rounds have nothing to place: the cluster is only built when a pod is unbound.
-        let unbound =
-            |v: &&Value| v.pointer("/spec/nodeName").and_then(Value::as_str).is_none_or(str::is_empty);
+        // Most rounds have nothing to place: the cluster is only built (and pods parsed) when a
+        // pod is unbound.
+        let unbound = |v: &&Value| common::node_of(v).is_none();
         if !pods.iter().any(|v| unbound(&v)) {
             reported.clear();
             continue;
@@ -292,32 +292,33 @@ async fn scheduling(store: Store) {
             list(&store, Kind::PersistentVolumeClaim).await,
         );
         let mut cluster = Cluster::from_objects(&nodes, &pods, &volumes, &claims);
-        let mut pending: Vec<(flotilla_shared::api::Pod, &Value)> = pods
+        let mut pending: Vec<Pod> = pods
             .iter()
             .filter(unbound)
-            .filter_map(|v| Some((serde_json::from_value::<flotilla_shared::api::Pod>(v.clone()).ok()?, v)))
-            .filter(|(p, _)| scheduler::wants_scheduling(p))
+            .filter_map(|v| workloads::parse::<Pod>(Kind::Pod, v))
+            .filter(scheduler::wants_scheduling)
             .collect();
         pending.sort_by(|a, b| {
-            (a.0.metadata.creation_timestamp.as_deref(), a.0.metadata.name())
-                .cmp(&(b.0.metadata.creation_timestamp.as_deref(), b.0.metadata.name()))
+            (a.metadata.creation_timestamp.as_deref(), a.metadata.name())
+                .cmp(&(b.metadata.creation_timestamp.as_deref(), b.metadata.name()))
         });
         let still: std::collections::HashSet<String> =
-            pending.iter().filter_map(|(p, _)| p.metadata.uid.clone()).collect();
+            pending.iter().filter_map(|p| p.metadata.uid.clone()).collect();
         reported.retain(|uid, _| still.contains(uid));
         // Decisions are made one after the other (each counted before the next); the bindings
         // are written together, so the store commits them in a few group commits. A binding
         // that fails (the pod changed meanwhile) is decided again next round.
         let mut bindings = Vec::new();
-        for (pod, raw) in pending {
+        for pod in pending {
             let uid = pod.metadata.uid.clone().unwrap_or_default();
             let (ns, name) = (pod.metadata.namespace().to_string(), pod.metadata.name().to_string());
             match scheduler::schedule(&pod, &cluster) {
                 Ok(node) => {
                     cluster.place(&pod, &node);
                     reported.remove(&uid);
-                    let mut obj = raw.clone();
-                    obj["spec"]["nodeName"] = node.clone().into();
+                    let mut bound = pod.clone();
+                    bound.spec.node_name = Some(node.clone());
+                    let obj = pods::value(&bound);
                     let store = store.clone();
                     bindings.push(async move {
                         // The resourceVersion it carries makes this a compare-and-swap.
@@ -339,14 +340,20 @@ async fn scheduling(store: Store) {
                         continue;
                     }
                     tracing::info!(namespace = ns, pod = name, reason = message, "pod unschedulable");
-                    let mut obj = raw.clone();
-                    obj["status"] = serde_json::json!({
-                        "phase": "Pending",
-                        "conditions": [{
-                            "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-                            "message": message, "lastTransitionTime": crate::nodes::now_rfc3339(),
-                        }],
+                    let mut obj = pod.clone();
+                    obj.status = Some(PodStatus {
+                        phase: Some(PodPhase::Pending),
+                        conditions: Some(vec![Condition {
+                            type_: "PodScheduled".into(),
+                            status: "False".into(),
+                            last_transition_time: Some(crate::nodes::now_rfc3339()),
+                            last_heartbeat_time: None,
+                            reason: Some("Unschedulable".into()),
+                            message: Some(message.clone()),
+                        }]),
+                        ..PodStatus::default()
                     });
+                    let obj = pods::value(&obj);
                     let op = WriteOp::Put { kind: Kind::Pod, object: obj, mode: Mode::Status };
                     if store.write(op, false).await.is_ok() {
                         record(
