@@ -297,10 +297,7 @@ pub async fn serve(
         },
     });
     let app = axum::Router::new()
-        .route(
-            "/flotilla/v1/nodes/{name}/credentials",
-            axum::routing::post(crate::api::nodes::credentials),
-        )
+        .route("/flotilla/v1/nodes/{name}/credentials", axum::routing::post(crate::api::nodes::credentials))
         .route(
             "/flotilla/v1/viewers/{name}/credentials",
             axum::routing::post(crate::api::nodes::viewer_credentials),
