@@ -30,10 +30,9 @@ use super::common::{self, int_or_percent};
 use super::pods::{self, value};
 use super::{Action, Controller, Event, Lists};
 
-/// The revision annotation, on ReplicaSets (and read by `rollout history`).
-pub const REVISION: &str = "deployment.kubernetes.io/revision";
-/// Copied from the Deployment to its new ReplicaSet: what `rollout history` shows.
-pub const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
+/// The revision annotation on ReplicaSets, and the change cause copied from the Deployment to
+/// its new ReplicaSet (what `rollout history` shows).
+pub use flotilla_shared::api::wellknown::{CHANGE_CAUSE, REVISION};
 /// The label carrying the template hash, on ReplicaSets, their selectors and their pods.
 const HASH_LABEL: &str = "pod-template-hash";
 
