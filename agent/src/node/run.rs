@@ -143,14 +143,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     };
     let mut waiting_before = events::Waiting::new();
     let mut config_key_before: Option<Vec<(String, String, String)>> = None;
-    let mut observed: Observed = records::load_observed(paths);
-    observe::clamp_times(&mut observed, boot_ms());
-    // A pull that was running when the agent stopped is not running now: ask again.
-    for rec in observed.pods.values_mut().flat_map(|p| p.containers.values_mut()) {
-        if rec.image == reconcile::ImageState::Pulling {
-            rec.image = reconcile::ImageState::Unknown;
-        }
-    }
+    let mut observed = restore_observed(paths);
     let term = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     signal_flag(term.clone(), wake_tx.clone())?;
     let mut last_errors: Vec<String> = Vec::new();
@@ -208,13 +201,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
             link.send_events(round_events);
         }
         rounds += 1;
-        // systemd (Type=notify): ready once the first round has adopted and started what it
-        // must; then a watchdog ping per round, so a stuck loop gets the agent restarted (its
-        // containers keep running: KillMode=process).
-        if rounds == 1 {
-            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-        }
-        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+        notify_systemd(rounds == 1);
         if opts.max_rounds.is_some_and(|m| rounds >= m) {
             break;
         }
@@ -227,6 +214,30 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     }
     tracing::info!("flotilla-agent stopping; containers keep running");
     Ok(())
+}
+
+/// The observed state a (re)started agent begins from: the run directory's record, its boot
+/// clock times clamped to now (after a reboot), and pulls that were running asked for again.
+fn restore_observed(paths: &Paths) -> Observed {
+    let mut observed = records::load_observed(paths);
+    observe::clamp_times(&mut observed, boot_ms());
+    // A pull that was running when the agent stopped is not running now: ask again.
+    for rec in observed.pods.values_mut().flat_map(|p| p.containers.values_mut()) {
+        if rec.image == reconcile::ImageState::Pulling {
+            rec.image = reconcile::ImageState::Unknown;
+        }
+    }
+    observed
+}
+
+/// systemd (Type=notify): ready once the first round has adopted and started what it must;
+/// then a watchdog ping per round, so a stuck loop gets the agent restarted (its containers
+/// keep running: KillMode=process).
+fn notify_systemd(first_round: bool) {
+    if first_round {
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    }
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
 }
 
 /// A probe's finding: an `Unhealthy` event, and for a failed liveness or startup probe the

@@ -1,3 +1,7 @@
+//! Tests of the OCI spec builder: pods parsed from YAML, then argv and `$(VAR)` expansion, the
+//! environment, capabilities, the restricted defaults and what privileged and hostNetwork lift,
+//! and users resolved like the kubelet.
+
 use std::collections::BTreeMap;
 
 use flotilla_shared::api::Object;
