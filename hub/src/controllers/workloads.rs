@@ -244,18 +244,17 @@ const DEPENDENTS: &[Kind] = &[Kind::Pod, Kind::ReplicaSet, Kind::Job];
 const OWNERS: &[Kind] =
     &[Kind::Deployment, Kind::ReplicaSet, Kind::DaemonSet, Kind::StatefulSet, Kind::Job, Kind::CronJob];
 
-/// The dependents (kind, object) all of whose owners are workloads that no longer exist.
-/// Objects owned by anything else (another kind, another system) are never garbage here.
-fn orphans<'a>(dependents: &'a [(Kind, Value)], owner_uids: &HashSet<&str>) -> Vec<&'a (Kind, Value)> {
+/// The dependents all of whose owners are workloads that no longer exist. Objects owned by
+/// anything else (another kind, another system) are never garbage here.
+fn orphans<'a>(dependents: &'a [Object], owner_uids: &HashSet<&str>) -> Vec<&'a Object> {
     dependents
         .iter()
-        .filter(|(_, o)| {
-            let refs = o.pointer("/metadata/ownerReferences").and_then(Value::as_array);
-            refs.is_some_and(|refs| {
+        .filter(|o| {
+            o.metadata().owner_references.as_ref().is_some_and(|refs| {
                 !refs.is_empty()
                     && refs.iter().all(|r| {
-                        r["kind"].as_str().and_then(Kind::from_kind_name).is_some_and(|k| OWNERS.contains(&k))
-                            && !r["uid"].as_str().is_some_and(|u| owner_uids.contains(u))
+                        Kind::from_kind_name(&r.kind).is_some_and(|k| OWNERS.contains(&k))
+                            && !owner_uids.contains(r.uid.as_str())
                     })
             })
         })
@@ -265,7 +264,8 @@ fn orphans<'a>(dependents: &'a [(Kind, Value)], owner_uids: &HashSet<&str>) -> V
 /// The garbage collector: deleting an owner deletes what it owns (the store cascades through
 /// ownerReferences); this sweep catches what a controller created while its owner was being
 /// deleted. An object goes when it was an orphan in two sweeps in a row (10 s apart), so an
-/// owner created between two lists of one sweep does not cost its dependents.
+/// owner created between two lists of one sweep does not cost its dependents. A sweep in which
+/// an owner does not parse deletes nothing: its dependents would look orphaned.
 pub(super) async fn garbage_collector(store: Store) {
     let mut interval = tokio::time::interval(Duration::from_secs(10));
     let mut suspects: HashSet<String> = HashSet::new();
@@ -274,26 +274,33 @@ pub(super) async fn garbage_collector(store: Store) {
         // Dependents first: an owner listed after them is at least as new.
         let mut dependents = Vec::new();
         for kind in DEPENDENTS {
-            dependents.extend(list(&store, *kind).await.into_iter().map(|o| (*kind, o)));
+            dependents.extend(list(&store, *kind).await.into_iter().filter_map(|o| parse_object(*kind, o)));
         }
-        let mut owners = Vec::new();
+        let (mut owners, mut unparsed) = (Vec::new(), false);
         for kind in OWNERS {
-            owners.extend(list(&store, *kind).await);
+            for raw in list(&store, *kind).await {
+                match parse_object(*kind, raw) {
+                    Some(o) => owners.push(o),
+                    None => unparsed = true,
+                }
+            }
         }
-        let owner_uids: HashSet<&str> = owners.iter().map(uid).collect();
+        if unparsed {
+            super::health::round_done();
+            continue;
+        }
+        let owner_uids: HashSet<&str> = owners.iter().map(|o| super::pods::uid(o.metadata())).collect();
         let found = orphans(&dependents, &owner_uids);
         let mut next = HashSet::new();
-        for (kind, o) in found {
-            next.insert(uid(o).to_string());
-            if !suspects.contains(uid(o)) {
+        for o in found {
+            let (kind, meta) = (o.kind(), o.metadata());
+            let (namespace, name, uid) = (super::pods::namespace(meta), meta.name(), super::pods::uid(meta));
+            next.insert(uid.to_string());
+            if !suspects.contains(uid) {
                 continue;
             }
-            tracing::info!(kind = %kind, namespace = namespace(o), name = name(o), "deleting an orphan");
-            let op = WriteOp::Delete {
-                kind: *kind,
-                namespace: namespace(o).to_string(),
-                name: name(o).to_string(),
-            };
+            tracing::info!(kind = %kind, namespace, name, "deleting an orphan");
+            let op = WriteOp::Delete { kind, namespace: namespace.to_string(), name: name.to_string() };
             if let Err(e) = store.write(op, false).await {
                 tracing::debug!(error = %e, "garbage collection (retried next round)");
             }
@@ -310,18 +317,28 @@ mod tests {
 
     #[test]
     fn orphans_are_dependents_whose_workload_owners_are_all_gone() {
-        let dep = |name: &str, refs: Value| {
-            (Kind::Pod, json!({"metadata": {"name": name, "ownerReferences": refs}}))
+        let pod = |meta: Value| {
+            let raw =
+                json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": {"containers": []}});
+            parse_object(Kind::Pod, raw).expect("a pod")
+        };
+        let dep = |name: &str, refs: &[(&str, &str)]| {
+            let refs: Vec<Value> = refs
+                .iter()
+                .map(|(k, u)| json!({"apiVersion": "v1", "kind": k, "name": "o", "uid": u}))
+                .collect();
+            pod(json!({"name": name, "ownerReferences": refs}))
         };
         let deps = [
-            dep("gone", json!([{"kind": "ReplicaSet", "uid": "x"}])),
-            dep("kept", json!([{"kind": "ReplicaSet", "uid": "rs"}])),
-            dep("one-left", json!([{"kind": "Job", "uid": "x"}, {"kind": "Job", "uid": "rs"}])),
-            dep("foreign", json!([{"kind": "ConfigMap", "uid": "x"}])),
-            dep("unknown", json!([{"kind": "Widget", "uid": "x"}])),
-            (Kind::Pod, json!({"metadata": {"name": "bare"}})),
+            dep("gone", &[("ReplicaSet", "x")]),
+            dep("kept", &[("ReplicaSet", "rs")]),
+            dep("one-left", &[("Job", "x"), ("Job", "rs")]),
+            dep("foreign", &[("ConfigMap", "x")]),
+            dep("unknown", &[("Widget", "x")]),
+            pod(json!({"name": "bare"})),
         ];
-        let found: Vec<&str> = orphans(&deps, &HashSet::from(["rs"])).iter().map(|(_, o)| name(o)).collect();
+        let found: Vec<&str> =
+            orphans(&deps, &HashSet::from(["rs"])).iter().map(|o| o.metadata().name()).collect();
         assert_eq!(found, ["gone"]);
     }
 
