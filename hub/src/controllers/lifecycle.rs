@@ -120,9 +120,8 @@ pub fn evictions(
     let claims: Vec<PersistentVolumeClaim> =
         claims.iter().filter_map(|v| serde_json::from_value(v.clone()).ok()).collect();
     let bindings = volume_binding::bind(&volumes, &claims);
-    let on_tainted = |p: &&Value| {
-        p.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| tainted.contains_key(n))
-    };
+    // A cheap read of the pod's node first: only pods on tainted nodes are parsed.
+    let on_tainted = |p: &&Value| super::common::node_of(p).is_some_and(|n| tainted.contains_key(n));
     for p in pods.iter().filter(on_tainted).filter_map(|p| serde_json::from_value::<Pod>(p.clone()).ok()) {
         let Some(node) = p.spec.node_name.as_deref() else { continue };
         let Some((taint, since)) = tainted.get(node) else { continue };
