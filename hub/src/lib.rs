@@ -5,6 +5,7 @@
 pub mod api;
 pub mod cli;
 pub mod clock;
+pub mod components;
 pub mod controllers;
 pub mod files;
 pub mod mqtt;

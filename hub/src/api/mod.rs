@@ -32,16 +32,7 @@ pub const DEFAULT_BODY_LIMIT: usize = 3 << 20;
 /// How much of a too-large body is read and discarded before the connection is cut.
 const MAX_DRAIN: usize = 64 << 20;
 
-/// Health of a control-plane component, for `flotilla-hub status`.
-#[derive(Debug, Clone)]
-pub struct Component {
-    pub name: &'static str,
-    pub healthy: bool,
-    pub message: String,
-}
-
-/// Something that reports the health of components other than the store.
-pub type ComponentProbe = Arc<dyn Fn() -> Vec<Component> + Send + Sync>;
+pub use crate::components::{Component, ComponentProbe};
 
 pub struct ApiState {
     pub store: Store,

@@ -13,7 +13,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::api::Component;
+use crate::components::Component;
 
 /// How much longer than its resync period a loop may go without finishing a round (a round
 /// under load, its settling) before it counts as stuck.

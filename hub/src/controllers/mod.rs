@@ -346,7 +346,7 @@ async fn scheduling(store: Store) {
                         conditions: Some(vec![Condition {
                             type_: "PodScheduled".into(),
                             status: "False".into(),
-                            last_transition_time: Some(crate::nodes::now_rfc3339()),
+                            last_transition_time: Some(crate::clock::now_rfc3339()),
                             last_heartbeat_time: None,
                             reason: Some("Unschedulable".into()),
                             message: Some(message.clone()),
@@ -390,7 +390,7 @@ async fn record(
     message: String,
     source: &str,
 ) {
-    let time = crate::nodes::now_rfc3339();
+    let time = crate::clock::now_rfc3339();
     let ev = EventRecord {
         namespace: ns.to_string(),
         kind: "Pod".into(),

@@ -216,7 +216,7 @@ async fn perform(store: &Store, owner_kind: Kind, owner: &Value, source: &str, m
 
 /// Records an event about any object.
 pub(super) async fn record(store: &Store, kind: Kind, object: &Value, e: &Event, source: &str) {
-    let time = crate::nodes::now_rfc3339();
+    let time = crate::clock::now_rfc3339();
     let ev = EventRecord {
         namespace: namespace(object).to_string(),
         kind: kind.info().name.into(),

@@ -56,8 +56,6 @@ struct NodeMemory {
     restricted: HashMap<String, String>,
 }
 
-pub(crate) use crate::clock::now_rfc3339;
-
 /// The running node link, for the API handlers that talk to nodes (logs).
 #[derive(Clone)]
 pub struct NodeLink {

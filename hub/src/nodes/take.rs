@@ -10,7 +10,8 @@ use serde_json::Value;
 use flotilla_shared::api::Kind;
 use flotilla_shared::wire::{self, Presence, StatusReport};
 
-use super::{credentials, ingest, lock, now_rfc3339, restrict, NodeMemory};
+use super::{credentials, ingest, lock, restrict, NodeMemory};
+use crate::clock::now_rfc3339;
 use crate::store::objects::Mode;
 use crate::store::{Store, WriteOp};
 

@@ -14,6 +14,7 @@ mod pipes;
 mod private_files;
 mod scheduling;
 mod storm;
+mod structure;
 mod systemd;
 mod validate;
 mod workloads;
