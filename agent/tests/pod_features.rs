@@ -6,7 +6,7 @@
 //! container), and the kubelet's CreateContainerConfigError for runAsNonRoot with a root image
 //! and for a missing ConfigMap; PersistentVolumeClaims bound to local volumes of this node.
 
-use crate::common;
+mod common;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};

@@ -9,7 +9,7 @@
 //! rounds, probe periods, the 60 s image GC check and a status report interval, and the test
 //! waits for conditions with deadlines, never for a time.
 
-use crate::common;
+mod common;
 
 use std::collections::BTreeMap;
 use std::os::fd::AsFd;
