@@ -27,8 +27,11 @@ fn node(i: usize) -> Value {
             "conditions": [{"type": "Ready", "status": "True"}]}})
 }
 
-fn pod(i: usize) -> Value {
+/// Pod `i` of the 50 controllers, owned by `owners[i % 50]` (kind and uid; made-up ones for the
+/// pure scheduler).
+fn pod(i: usize, owners: &[(String, String)]) -> Value {
     let app = format!("app-{}", i % 50);
+    let (kind, uid) = &owners[i % 50];
     let mut spec = json!({"containers": [{"name": "c", "image": "busybox",
         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}}]});
     if i.is_multiple_of(3) {
@@ -37,17 +40,18 @@ fn pod(i: usize) -> Value {
     }
     json!({"apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": format!("p-{i:06}"), "namespace": "default", "labels": {"app": app},
-            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": app, "uid": format!("uid-{}", i % 50), "controller": true}]},
+            "ownerReferences": [{"apiVersion": if kind == "ConfigMap" { "v1" } else { "apps/v1" }, "kind": kind, "name": app, "uid": uid, "controller": true}]},
         "spec": spec})
 }
 
 fn pure(nodes: usize, pods: usize) -> anyhow::Result<()> {
     let node_objs: Vec<Value> = (0..nodes).map(node).collect();
     let mut cluster = Cluster::from_objects(&node_objs, &[], &[], &[]);
+    let made_up: Vec<(String, String)> = (0..50).map(|i| ("ReplicaSet".into(), format!("uid-{i}"))).collect();
     let mut lat = Vec::with_capacity(pods);
     let start = Instant::now();
     for i in 0..pods {
-        let p: flotilla_shared::api::Pod = serde_json::from_value(pod(i))?;
+        let p: flotilla_shared::api::Pod = serde_json::from_value(pod(i, &made_up))?;
         let t = Instant::now();
         let n = scheduler::schedule(&p, &cluster).map_err(|e| anyhow::anyhow!("{}", e.0))?;
         lat.push(t.elapsed());
@@ -88,17 +92,35 @@ async fn hub(nodes: usize, pods: usize) -> anyhow::Result<()> {
             .await?;
         anyhow::ensure!(r.status().is_success(), "node {name} status: {}", r.status());
     }
+    // The controllers: the store refuses an object whose controller reference names an owner
+    // that does not exist, so the pods get real owners, ConfigMaps (no controller acts on
+    // their pods, which are spread and counted by owner uid all the same).
+    let mut owners = Vec::new();
+    for i in 0..50 {
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("app-{i}"), "namespace": "default"}});
+        let r = client
+            .post(format!("{url}/api/v1/namespaces/default/configmaps"))
+            .bearer_auth(&token)
+            .json(&cm)
+            .send()
+            .await?;
+        anyhow::ensure!(r.status().is_success(), "creating owner {i}: {}", r.status());
+        let made: Value = r.json().await?;
+        let uid = made.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_string();
+        owners.push(("ConfigMap".to_string(), uid));
+    }
+    let owners = std::sync::Arc::new(owners);
     let start = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..32 {
-        let (c, url, token) = (client.clone(), url.clone(), token.clone());
+        let (c, url, token, owners) = (client.clone(), url.clone(), token.clone(), owners.clone());
         tasks.push(tokio::spawn(async move {
             let mut i = w;
             while i < pods {
                 let r = c
                     .post(format!("{url}/api/v1/namespaces/default/pods"))
                     .bearer_auth(&token)
-                    .json(&pod(i))
+                    .json(&pod(i, &owners))
                     .send()
                     .await?;
                 anyhow::ensure!(r.status().is_success(), "creating pod {i}: {}", r.status());
