@@ -364,6 +364,28 @@ fn publish_as(
     said.contains("not authorized") || said.contains("not authorised")
 }
 
+/// An MQTT 5 client of `user` (as its own client id) whose event loop the caller polls, sending
+/// packets up to `max_packet` bytes. Needs a tokio runtime.
+fn raw_client(
+    port: u16,
+    user: &str,
+    password: &str,
+    max_packet: u32,
+) -> (rumqttc::v5::AsyncClient, rumqttc::v5::EventLoop) {
+    let cfg = flotilla_link::LinkConfig {
+        url: format!("mqtt://127.0.0.1:{port}").parse().unwrap(),
+        client_id: user.into(),
+        username: user.into(),
+        password: password.into(),
+        ca_pem: None,
+        keep_alive: Duration::from_secs(30),
+        subscriptions: vec![],
+        will: None,
+        max_packet,
+    };
+    rumqttc::v5::AsyncClient::new(flotilla_link::mqtt_options(&cfg).unwrap(), 8)
+}
+
 /// Publishes one message at QoS 1 with a client that would send any size: the broker's
 /// answer (`Ok` with the PUBACK's reason), or how the connection ended.
 fn publish_raw(
@@ -374,21 +396,10 @@ fn publish_raw(
     payload: Vec<u8>,
 ) -> Result<String, String> {
     use rumqttc::v5::mqttbytes::v5::Packet;
-    use rumqttc::v5::{AsyncClient, Event};
-    let cfg = flotilla_link::LinkConfig {
-        url: format!("mqtt://127.0.0.1:{port}").parse().unwrap(),
-        client_id: user.into(),
-        username: user.into(),
-        password: password.into(),
-        ca_pem: None,
-        keep_alive: Duration::from_secs(30),
-        subscriptions: vec![],
-        will: None,
-        max_packet: u32::MAX,
-    };
+    use rumqttc::v5::Event;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let (client, mut ev) = AsyncClient::new(flotilla_link::mqtt_options(&cfg).unwrap(), 8);
+        let (client, mut ev) = raw_client(port, user, password, u32::MAX);
         client.publish(topic, rumqttc::v5::mqttbytes::QoS::AtLeastOnce, false, payload).await.unwrap();
         loop {
             match tokio::time::timeout(Duration::from_secs(30), ev.poll()).await {
@@ -572,19 +583,9 @@ fn attacks(
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
             use rumqttc::v5::mqttbytes::v5::Packet;
-            use rumqttc::v5::{AsyncClient, Event};
-            let cfg = flotilla_link::LinkConfig {
-                url: format!("mqtt://127.0.0.1:{port}").parse().unwrap(),
-                client_id: attacker.clone(),
-                username: attacker.clone(),
-                password: attacker_pw.clone(),
-                ca_pem: None,
-                keep_alive: Duration::from_secs(30),
-                subscriptions: vec![],
-                will: None,
-                max_packet: (wire::DEFAULT_MAX_PAYLOAD + 64 * 1024) as u32,
-            };
-            let (client, mut ev) = AsyncClient::new(flotilla_link::mqtt_options(&cfg).unwrap(), 8);
+            use rumqttc::v5::Event;
+            let max_packet = (wire::DEFAULT_MAX_PAYLOAD + 64 * 1024) as u32;
+            let (client, mut ev) = raw_client(port, &attacker, &attacker_pw, max_packet);
             let topic = format!("flotilla/v1/nodes/{attacker}/events");
             let (huge, largest) = (huge.clone(), largest.clone());
             let flood = tokio::spawn(async move {
